@@ -1,0 +1,26 @@
+"""keras_cnn: convolutional image classifiers and their training methods for Keras 3.
+
+    import keras_cnn
+    model = keras_cnn.ResNet50D(classes=10, input_shape=(64, 64, 3))
+    keras_cnn.list_models("seresnext*")
+    keras_cnn.create_model("resnet50d", weights=None)
+"""
+
+from keras_cnn import layers, models, utils, weights
+from keras_cnn.models import *  # noqa: F401,F403  (every CamelCase builder)
+from keras_cnn.models import __all__ as _model_names
+from keras_cnn.registry import ModelInfo, create_model, get_model_info, list_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelInfo",
+    "create_model",
+    "get_model_info",
+    "layers",
+    "list_models",
+    "models",
+    "utils",
+    "weights",
+    *_model_names,
+]

@@ -1,0 +1,7 @@
+"""Reusable building blocks, one idea per module."""
+
+from keras_cnn.layers.conv_bn_act import conv_bn_act
+from keras_cnn.layers.drop_path import DropPath
+from keras_cnn.layers.squeeze_excite import make_divisible, squeeze_excite
+
+__all__ = ["DropPath", "conv_bn_act", "make_divisible", "squeeze_excite"]

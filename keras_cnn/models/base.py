@@ -1,0 +1,232 @@
+"""The head contract shared by every builder (the keras.applications signature).
+
+Each family builder validates its own architecture arguments, then hands a function that
+maps the input tensor to the last feature map to `build_classifier`, which owns input
+handling, the classification head / feature pooling, and loading a weights file.
+"""
+
+import numbers
+import os
+
+import keras
+from keras import layers
+
+POOLING_MODES = (None, "avg", "max")
+
+
+def check_choice(argument, value, choices):
+    """Raises `ValueError` naming `argument` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"`{argument}` must be one of {list(choices)}, received {argument}={value!r}")
+
+
+def check_rate(argument, value):
+    """Raises `ValueError` unless `value` is a probability in `[0, 1)`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not 0.0 <= float(value) < 1.0
+    ):
+        raise ValueError(f"`{argument}` must be a number in [0, 1), received {argument}={value!r}")
+
+
+def check_positive_int(argument, value, minimum=1):
+    """Raises `ValueError` unless `value` is an integer `>= minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"`{argument}` must be an integer >= {minimum}, received {argument}={value!r}")
+
+
+def check_int_sequence(argument, value, length=None, minimum=1):
+    """Raises `ValueError` unless `value` is a sequence of integers `>= minimum`."""
+    ok = isinstance(value, (list, tuple)) and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum for v in value
+    )
+    if not ok or (length is not None and len(value) != length) or len(value) == 0:
+        shape = f"{length} " if length is not None else ""
+        raise ValueError(
+            f"`{argument}` must be a sequence of {shape}integers >= {minimum}, received "
+            f"{argument}={value!r}"
+        )
+
+
+def _check_activation(classifier_activation):
+    if classifier_activation is None:
+        return
+    try:
+        keras.activations.get(classifier_activation)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"`classifier_activation` must be None, a Keras activation name or a callable, "
+            f"received classifier_activation={classifier_activation!r}"
+        ) from err
+
+
+def resolve_input_shape(input_shape, input_tensor, *, default_size, min_size, weights):
+    """Validates `input_shape` / `input_tensor` and returns the (H, W, C) shape to build."""
+    if keras.backend.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_cnn builds channels-last models; received image_data_format="
+            f"{keras.backend.image_data_format()!r} (set it with keras.backend.set_image_data_format)"
+        )
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            raise ValueError(
+                "`input_tensor` must be a symbolic Keras tensor (from `keras.Input` or a layer), "
+                f"received input_tensor of type {type(input_tensor).__name__}"
+            )
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None and tuple(input_shape) != tensor_shape:
+            raise ValueError(
+                f"`input_shape`={input_shape!r} disagrees with the shape of `input_tensor` "
+                f"{tensor_shape!r}"
+            )
+        input_shape = tensor_shape
+    if input_shape is None:
+        return (default_size, default_size, 3)
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
+        raise ValueError(
+            f"`input_shape` must be a (height, width, channels) tuple, received input_shape={input_shape!r}"
+        )
+    height, width, channels = input_shape
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
+        raise ValueError(
+            f"`input_shape` must end with a positive channel count, received input_shape={input_shape!r}"
+        )
+    if weights is not None and channels != 3:
+        raise ValueError(
+            f"Pretrained weights expect 3 input channels, received input_shape={input_shape!r} "
+            f"with weights={weights!r}"
+        )
+    for dim in (height, width):
+        if dim is None:
+            continue
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < min_size:
+            raise ValueError(
+                f"`input_shape` spatial sizes must be None or integers >= {min_size} for this "
+                f"network, received input_shape={input_shape!r}"
+            )
+    return tuple(input_shape)
+
+
+def validate_head_args(
+    *, include_top, weights, pooling, classes, classifier_activation, dropout, name
+):
+    """Checks the head-contract arguments every builder shares."""
+    if not isinstance(include_top, bool):
+        raise ValueError(f"`include_top` must be True or False, received include_top={include_top!r}")
+    check_choice("pooling", pooling, POOLING_MODES)
+    check_positive_int("classes", classes)
+    check_rate("dropout", dropout)
+    _check_activation(classifier_activation)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a non-empty string, received name={name!r}")
+    if weights is not None:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise ValueError(
+                f"`weights` must be None, a named weights tag or a path, received weights={weights!r}"
+            )
+        if not os.path.isfile(weights):
+            raise ValueError(
+                f"`weights`={str(weights)!r} is neither a named weights tag of this model nor an "
+                "existing weights file (named tags: see keras_cnn.get_model_info(name).pretrained)"
+            )
+
+
+def _head_dtype():
+    # Under a mixed policy, logits and softmax stay float32 so losses are stable.
+    policy = keras.mixed_precision.global_policy()
+    return "float32" if policy.compute_dtype in ("float16", "bfloat16") else None
+
+
+def classification_head(x, *, include_top, pooling, classes, classifier_activation, dropout):
+    """Global pooling, dropout and the `predictions` layer (or only pooling)."""
+    pool = layers.GlobalMaxPooling2D if pooling == "max" else layers.GlobalAveragePooling2D
+    pool_name = "max_pool" if pooling == "max" else "avg_pool"
+    if include_top:
+        x = pool(name=pool_name)(x)
+        if dropout:
+            x = layers.Dropout(dropout, name="head_dropout")(x)
+        return layers.Dense(
+            classes, activation=classifier_activation, dtype=_head_dtype(), name="predictions"
+        )(x)
+    if pooling is not None:
+        x = pool(name=pool_name)(x)
+    return x
+
+
+def build_classifier(
+    features_fn,
+    *,
+    name,
+    default_size,
+    min_size,
+    include_top,
+    weights,
+    input_tensor,
+    input_shape,
+    pooling,
+    classes,
+    classifier_activation,
+    dropout=0.0,
+):
+    """Builds a `keras.Model` from a feature extractor and the shared head contract.
+
+    Args:
+        features_fn: Function mapping the image input tensor to the last feature map.
+        name: Model name.
+        default_size: Resolution used when neither `input_shape` nor `input_tensor` is given.
+        min_size: Smallest spatial size the network accepts.
+        include_top: Whether to add pooling, dropout and the `predictions` layer.
+        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`).
+        input_tensor: Optional symbolic tensor to build on.
+        input_shape: Optional `(height, width, channels)`; spatial sizes may be `None`.
+        pooling: `None`, `"avg"` or `"max"`: the global pooling of a feature extractor
+            (`include_top=False`), or the head's pooling (default average).
+        classes: Number of classes of the `predictions` layer.
+        classifier_activation: Activation of the `predictions` layer (`None` for logits).
+        dropout: Dropout rate before the `predictions` layer.
+
+    Returns:
+        The model.
+    """
+    validate_head_args(
+        include_top=include_top,
+        weights=weights,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        name=name,
+    )
+    shape = resolve_input_shape(
+        input_shape, input_tensor, default_size=default_size, min_size=min_size, weights=weights
+    )
+    if input_tensor is None:
+        img_input = layers.Input(shape=shape, name="input")
+        inputs = img_input
+    else:
+        img_input = input_tensor
+        inputs = keras.utils.get_source_inputs(input_tensor)
+    x = features_fn(img_input)
+    x = classification_head(
+        x,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+    )
+    model = keras.Model(inputs, x, name=name)
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model
+
+
+def load_weights_file(model, path):
+    """Loads a weights file into `model`; a file that does not fit is a `ValueError`."""
+    try:
+        model.load_weights(path)
+    except Exception as err:  # Keras raises several types for a file that does not fit.
+        raise ValueError(
+            f"`weights`={str(path)!r} does not fit model {model.name!r}: {err}"
+        ) from err

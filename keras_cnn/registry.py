@@ -1,0 +1,154 @@
+"""The model registry: every builder under its timm/torchvision name.
+
+Families declare their variants as rows of data (`register_variants`); each row becomes
+one CamelCase builder (`keras_cnn.ResNet50`) and one registry name (`"resnet50"`), the
+same function under two spellings.
+"""
+
+import dataclasses
+import difflib
+import fnmatch
+import functools
+from typing import Any, Callable
+
+_MODELS: dict[str, "ModelInfo"] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one named model.
+
+    Attributes:
+        name: Registry name, following timm/torchvision (`"resnet50d"`).
+        builder_name: The CamelCase builder exported by `keras_cnn` (`"ResNet50D"`).
+        builder: The builder itself.
+        family: Family module name (`"resnet"`).
+        config: The architecture arguments the row passes to the family builder.
+        variant: One line saying exactly which variant this name is.
+        paper: The paper the family (or variant) comes from.
+        reference: The implementation whose parameter count this name matches.
+        pretrained: Named weights accepted by `weights=` (besides `None` and a path).
+    """
+
+    name: str
+    builder_name: str
+    builder: Callable
+    family: str
+    config: dict
+    variant: str
+    paper: str
+    reference: str
+    pretrained: tuple
+
+    @property
+    def default_size(self) -> int:
+        """Input resolution the reference evaluates at."""
+        return self.config.get("default_size", 224)
+
+    @property
+    def default_classes(self) -> int:
+        """Default number of classes (1000 for ImageNet models)."""
+        return self.config.get("classes", 1000)
+
+
+def _variant_builder(family_builder, info_fields, config):
+    name = info_fields["name"]
+    pretrained = info_fields["pretrained"]
+
+    def builder(**kwargs):
+        weights = kwargs.get("weights")
+        if isinstance(weights, str) and weights in pretrained:
+            from keras_cnn.weights import load_pretrained
+
+            return load_pretrained(name, weights, functools.partial(family_builder, **config), kwargs)
+        kwargs.setdefault("name", name)
+        return family_builder(**{**config, **kwargs})
+
+    builder.__name__ = builder.__qualname__ = info_fields["builder_name"]
+    builder.__doc__ = (
+        f"{info_fields['variant']}\n\n"
+        f"Registry name `{name!r}`; parameters match {info_fields['reference']}.\n"
+        f"Paper: {info_fields['paper']}.\n\n"
+        f"Takes the keyword arguments of `{family_builder.__module__}.{family_builder.__name__}` "
+        f"(the architecture ones are preset to {config}).\n"
+        f"`weights` also accepts: {', '.join(map(repr, pretrained)) or 'no named weights'}.\n"
+    )
+    builder.__wrapped__ = family_builder
+    return builder
+
+
+def register_variants(family_builder, rows, *, family, paper, namespace):
+    """Registers one builder per row and exports it into the family module's namespace.
+
+    Args:
+        family_builder: The family's generic builder (e.g. `resnet.ResNet`).
+        rows: Iterable of dicts with keys `name`, `builder_name`, `variant`, `reference`,
+            `config` (architecture arguments, including `default_size`/`classes` where they
+            differ from 224/1000) and optionally `paper` and `pretrained`.
+        family: Family name.
+        paper: Paper reference for the family (a row may override it).
+        namespace: The family module's `globals()`; builders are added to it.
+
+    Returns:
+        The list of builder names added.
+    """
+    defaults = {"pretrained": (), "paper": paper}
+    added = []
+    for row in rows:
+        fields = {**defaults, **row}
+        fields["pretrained"] = tuple(fields["pretrained"])
+        config = dict(fields.pop("config"))
+        if fields["name"] in _MODELS:
+            raise ValueError(f"model name {fields['name']!r} is registered twice")
+        builder = _variant_builder(family_builder, fields, config)
+        builder.__module__ = namespace["__name__"]
+        _MODELS[fields["name"]] = ModelInfo(builder=builder, family=family, config=config, **fields)
+        namespace[fields["builder_name"]] = builder
+        added.append(fields["builder_name"])
+    return added
+
+
+def list_models(pattern=None, *, family=None, pretrained=False):
+    """Lists registered model names.
+
+    Args:
+        pattern: Optional shell-style wildcard (`"seresnext*"`).
+        family: Only names of this family (`"resnet"`).
+        pretrained: Only names that accept named pretrained weights.
+
+    Returns:
+        Sorted list of names.
+    """
+    names = sorted(_MODELS)
+    if pattern is not None:
+        names = fnmatch.filter(names, pattern)
+    if family is not None:
+        names = [n for n in names if _MODELS[n].family == family]
+    if pretrained:
+        names = [n for n in names if _MODELS[n].pretrained]
+    return names
+
+
+def get_model_info(name) -> ModelInfo:
+    """Returns the `ModelInfo` of a registered name; `ValueError` for unknown names."""
+    if not isinstance(name, str) or name not in _MODELS:
+        close = difflib.get_close_matches(str(name), list(_MODELS), n=5)
+        hint = f" Did you mean one of {close}?" if close else ""
+        raise ValueError(
+            f"Unknown model name={name!r}.{hint} `keras_cnn.list_models()` lists all "
+            f"{len(_MODELS)} names."
+        )
+    return _MODELS[name]
+
+
+def create_model(name, **kwargs: Any):
+    """Builds a registered model by name: `create_model("resnet50d", classes=10)`.
+
+    Args:
+        name: A name from `list_models()`.
+        **kwargs: Arguments of the builder (`include_top`, `weights`, `input_shape`, ...).
+
+    Returns:
+        A `keras.Model`.
+    """
+    return get_model_info(name).builder(**kwargs)

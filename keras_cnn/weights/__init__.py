@@ -1,0 +1,66 @@
+"""Pretrained weights: named tags, keras.applications ports."""
+
+from keras_cnn.weights.keras_applications import (
+    KERAS_APPLICATIONS,
+    WeightsUnavailableError,
+    from_keras_applications,
+    load_keras_applications_imagenet,
+    transfer_weights,
+)
+
+IMAGENET_CLASSES = 1000
+
+
+def load_pretrained(name, tag, builder, kwargs):
+    """Builds registry model `name` with the named weights `tag` (e.g. `"imagenet"`).
+
+    Args:
+        name: Registry name.
+        tag: Weights tag listed in the model's `pretrained`.
+        builder: The family builder with the variant's architecture preset.
+        kwargs: The user's other builder arguments.
+
+    Returns:
+        The model carrying the weights.
+    """
+    from keras_cnn.registry import get_model_info
+
+    info = get_model_info(name)
+    kwargs = {k: v for k, v in kwargs.items() if k != "weights"}
+    changed = sorted(k for k in kwargs if k in info.config and k not in ("dropout", "classes"))
+    if changed:
+        raise ValueError(
+            f"weights={tag!r} fixes the architecture of {name!r}; received architecture "
+            f"arguments {changed}"
+        )
+    include_top = kwargs.get("include_top", True)
+    if include_top and kwargs.get("classes", IMAGENET_CLASSES) != IMAGENET_CLASSES:
+        raise ValueError(
+            f"weights={tag!r} with include_top=True needs classes={IMAGENET_CLASSES}, received "
+            f"classes={kwargs['classes']!r}"
+        )
+    activation = kwargs.get("classifier_activation", "softmax")
+    if include_top and activation not in (None, "softmax"):
+        raise ValueError(
+            f"weights={tag!r} supports classifier_activation None or 'softmax', received "
+            f"classifier_activation={activation!r}"
+        )
+    input_shape = kwargs.get("input_shape")
+    if isinstance(input_shape, (tuple, list)) and len(input_shape) == 3 and input_shape[-1] != 3:
+        raise ValueError(
+            f"weights={tag!r} expects 3 input channels, received input_shape={input_shape!r}"
+        )
+    kwargs.setdefault("name", name)
+    model = builder(**kwargs)
+    if name in KERAS_APPLICATIONS.values() and tag == "imagenet":
+        return load_keras_applications_imagenet(name, model, include_top=include_top)
+    raise ValueError(f"No loader for weights={tag!r} of {name!r}")
+
+
+__all__ = [
+    "KERAS_APPLICATIONS",
+    "WeightsUnavailableError",
+    "from_keras_applications",
+    "load_pretrained",
+    "transfer_weights",
+]

@@ -1,0 +1,43 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import keras_cnn  # noqa: E402
+
+
+def small_input_size(name):
+    """The smallest sensible test resolution for a registered model (2x2 last map)."""
+    return 32 if keras_cnn.get_model_info(name).default_size <= 32 else 64
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_state():
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def randomize_weights(model, rng):
+    """Sets every variable (BN statistics and biases too) to non-trivial random values."""
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        if "moving_variance" in variable.path:
+            value = rng.uniform(0.5, 2.0, shape)
+        elif "gamma" in variable.path:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif any(k in variable.path for k in ("moving_mean", "beta", "bias")):
+            value = rng.normal(0.0, 0.2, shape)
+        else:
+            fan_in = int(np.prod(shape[:-1])) or 1
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        variable.assign(value.astype(variable.dtype))

@@ -1,0 +1,91 @@
+"""Registry-wide tests: every registered model, whatever its family."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_cnn
+from conftest import small_input_size
+
+ALL_MODELS = keras_cnn.list_models()
+TEST_CLASSES = 7
+
+
+def test_registry_is_populated_and_names_are_unique():
+    assert len(ALL_MODELS) == len(set(ALL_MODELS)) >= 35
+    builder_names = [keras_cnn.get_model_info(n).builder_name for n in ALL_MODELS]
+    assert len(builder_names) == len(set(builder_names))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_camelcase_builder_is_the_registry_builder(name):
+    info = keras_cnn.get_model_info(name)
+    assert getattr(keras_cnn, info.builder_name) is info.builder
+    assert info.builder_name in keras_cnn.__all__
+    assert info.variant and info.paper and info.reference
+    assert name in (info.builder.__doc__ or "")
+
+
+def test_list_models_filters():
+    assert keras_cnn.list_models("seresnext*") == ["seresnext101_32x4d", "seresnext50_32x4d"]
+    assert "resnet50d" in keras_cnn.list_models(family="resnet")
+    assert keras_cnn.list_models(family="no-such-family") == []
+    assert set(keras_cnn.list_models(pretrained=True)) >= {"resnet50_v1", "resnet50v2"}
+
+
+def test_unknown_name_is_a_value_error_with_suggestions():
+    with pytest.raises(ValueError, match=r"name='resnet05'.*resnet50"):
+        keras_cnn.create_model("resnet05")
+
+
+# Models this large take >30 s each here; CI runs them, `-m "not slow"` skips them.
+LARGE = {"senet154", "wide_resnet101_2", "resnext101_32x8d", "resnext101_64x4d"}
+MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in ALL_MODELS]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_gradients_and_keras_round_trip(name, tmp_path):
+    """Output shape, finite outputs, a gradient for every weight, and a `.keras` file that
+    loads with `safe_mode=True` and gives identical outputs."""
+    size = small_input_size(name)
+    model = keras_cnn.create_model(
+        name, input_shape=(size, size, 3), classes=TEST_CLASSES, drop_path_rate=0.1
+    )
+    x = tf.random.stateless_normal((2, size, size, 3), seed=(1, 2))
+    y = tf.one_hot([1, 3], TEST_CLASSES)
+    with tf.GradientTape() as tape:
+        probs = model(x, training=True)
+        loss = keras.losses.categorical_crossentropy(y, probs)
+    assert tuple(probs.shape) == (2, TEST_CLASSES)
+    assert np.all(np.isfinite(probs.numpy()))
+    np.testing.assert_allclose(probs.numpy().sum(-1), 1.0, rtol=1e-5)
+    grads = tape.gradient(loss, model.trainable_weights)
+    missing = [w.path for w, g in zip(model.trainable_weights, grads) if g is None]
+    assert not missing, f"weights without gradient: {missing[:5]}"
+    bad = [w.path for w, g in zip(model.trainable_weights, grads)
+           if not np.all(np.isfinite(g.numpy()))]
+    assert not bad
+    zero = [w.path for w, g in zip(model.trainable_weights, grads) if not np.any(g.numpy())]
+    assert not zero, f"weights whose gradient is exactly zero: {zero[:5]}"
+
+    expected = model(x, training=False).numpy()
+    np.testing.assert_array_equal(expected, model(x, training=False))  # no randomness
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(expected, loaded(x, training=False))
+    assert [w.path for w in loaded.weights] == [w.path for w in model.weights]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_feature_extractor_with_free_spatial_sizes(name):
+    size = small_input_size(name)
+    model = keras_cnn.create_model(name, include_top=False, pooling="avg", input_shape=(None, None, 3))
+    assert not any(layer.name == "predictions" for layer in model.layers)
+    features = model(np.zeros((1, size, size, 3), "float32"))
+    bigger = model(np.zeros((1, size + 32, size + 48, 3), "float32"))
+    assert features.shape.rank == 2 and features.shape == bigger.shape
+    unpooled = keras_cnn.create_model(name, include_top=False, input_shape=(size, size, 3))
+    assert len(unpooled.output.shape) == 4
+    assert unpooled.output.shape[-1] == features.shape[-1]
