@@ -13,6 +13,19 @@ from keras import layers
 
 POOLING_MODES = (None, "avg", "max")
 
+# The preprocessing contract: every keras_cnn model takes RGB pixel values in [0, 255] and
+# normalises them in its first layer, so a data pipeline never needs to know which
+# convention a set of weights was trained with. Values are (mean, std) per RGB channel.
+INPUT_NORMALIZATIONS = {
+    # torchvision/timm and most papers: ImageNet statistics of [0, 1] images.
+    "imagenet": ((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255)),
+    # keras.applications "tf" mode: scale to [-1, 1].
+    "tf": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
+    # keras.applications "caffe" mode (in RGB order; the BGR channel order of those
+    # weights is folded into the first convolution when they are ported).
+    "caffe": ((123.68, 116.779, 103.939), (1.0, 1.0, 1.0)),
+}
+
 
 def check_choice(argument, value, choices):
     """Raises `ValueError` naming `argument` unless `value` is one of `choices`."""
@@ -132,6 +145,40 @@ def validate_head_args(
             )
 
 
+def resolve_input_normalization(input_normalization, channels):
+    """Validates `input_normalization`; returns per-channel `(mean, std)` lists or None."""
+    if input_normalization is None:
+        return None
+    value = input_normalization
+    if isinstance(value, str):
+        if value not in INPUT_NORMALIZATIONS:
+            raise ValueError(
+                f"`input_normalization` must be None, a (mean, std) pair or one of "
+                f"{sorted(INPUT_NORMALIZATIONS)}, received input_normalization={value!r}"
+            )
+        value = INPUT_NORMALIZATIONS[value]
+        if channels != 3:  # grey or multispectral input: use the RGB averages per channel
+            value = tuple((sum(v) / 3,) for v in value)
+    try:
+        mean, std = value
+        mean = [float(v) for v in (mean if isinstance(mean, (list, tuple)) else [mean])]
+        std = [float(v) for v in (std if isinstance(std, (list, tuple)) else [std])]
+    except (TypeError, ValueError):
+        mean = std = None
+    if (
+        not mean
+        or len(mean) != len(std)
+        or len(mean) not in (1, channels)
+        or any(not v > 0 for v in std)
+    ):
+        raise ValueError(
+            "`input_normalization` must be None, a preset name or a (mean, std) pair with one "
+            f"value or {channels} (one per channel) each and std > 0, received "
+            f"input_normalization={input_normalization!r}"
+        )
+    return mean * (channels // len(mean)), std * (channels // len(std))
+
+
 def _head_dtype():
     # Under a mixed policy, logits and softmax stay float32 so losses are stable.
     policy = keras.mixed_precision.global_policy()
@@ -168,6 +215,7 @@ def build_classifier(
     classes,
     classifier_activation,
     dropout=0.0,
+    input_normalization="imagenet",
 ):
     """Builds a `keras.Model` from a feature extractor and the shared head contract.
 
@@ -185,6 +233,9 @@ def build_classifier(
         classes: Number of classes of the `predictions` layer.
         classifier_activation: Activation of the `predictions` layer (`None` for logits).
         dropout: Dropout rate before the `predictions` layer.
+        input_normalization: How the model normalises its [0, 255] input: a key of
+            `INPUT_NORMALIZATIONS`, a `(mean, std)` pair (scalars or per channel), or
+            `None` for inputs the caller has already normalised.
 
     Returns:
         The model.
@@ -207,7 +258,14 @@ def build_classifier(
     else:
         img_input = input_tensor
         inputs = keras.utils.get_source_inputs(input_tensor)
-    x = features_fn(img_input)
+    x = img_input
+    normalization = resolve_input_normalization(input_normalization, shape[-1])
+    if normalization is not None:
+        mean, std = normalization
+        x = layers.Normalization(
+            mean=mean, variance=[s * s for s in std], name="input_norm"
+        )(x)
+    x = features_fn(x)
     x = classification_head(
         x,
         include_top=include_top,

@@ -1,14 +1,18 @@
-"""Pretrained weights: named tags, keras.applications ports."""
+"""Pretrained weights: named tags and keras.applications ports."""
 
 from keras_cnn.weights.keras_applications import (
-    KERAS_APPLICATIONS,
+    KerasApplicationsPort,
     WeightsUnavailableError,
     from_keras_applications,
+    keras_applications_name,
+    keras_applications_ports,
     load_keras_applications_imagenet,
     transfer_weights,
 )
 
 IMAGENET_CLASSES = 1000
+# Builder arguments that do not change which weights a model has.
+WEIGHT_NEUTRAL_ARGUMENTS = ("dropout", "drop_path_rate", "zero_gamma", "classes", "default_size")
 
 
 def load_pretrained(name, tag, builder, kwargs):
@@ -27,11 +31,16 @@ def load_pretrained(name, tag, builder, kwargs):
 
     info = get_model_info(name)
     kwargs = {k: v for k, v in kwargs.items() if k != "weights"}
-    changed = sorted(k for k in kwargs if k in info.config and k not in ("dropout", "classes"))
+    changed = sorted(k for k in kwargs if k in info.config and k not in WEIGHT_NEUTRAL_ARGUMENTS)
     if changed:
         raise ValueError(
             f"weights={tag!r} fixes the architecture of {name!r}; received architecture "
             f"arguments {changed}"
+        )
+    if "input_normalization" in kwargs:
+        raise ValueError(
+            f"weights={tag!r} fixes the input normalisation of {name!r}; received "
+            f"input_normalization={kwargs['input_normalization']!r}"
         )
     include_top = kwargs.get("include_top", True)
     if include_top and kwargs.get("classes", IMAGENET_CLASSES) != IMAGENET_CLASSES:
@@ -51,16 +60,16 @@ def load_pretrained(name, tag, builder, kwargs):
             f"weights={tag!r} expects 3 input channels, received input_shape={input_shape!r}"
         )
     kwargs.setdefault("name", name)
-    model = builder(**kwargs)
-    if name in KERAS_APPLICATIONS.values() and tag == "imagenet":
-        return load_keras_applications_imagenet(name, model, include_top=include_top)
+    if tag == "imagenet" and keras_applications_name(name):
+        return load_keras_applications_imagenet(name, builder, kwargs)
     raise ValueError(f"No loader for weights={tag!r} of {name!r}")
 
 
 __all__ = [
-    "KERAS_APPLICATIONS",
+    "KerasApplicationsPort",
     "WeightsUnavailableError",
     "from_keras_applications",
+    "keras_applications_ports",
     "load_pretrained",
     "transfer_weights",
 ]

@@ -1,59 +1,88 @@
 """Weights from keras.applications models, with identical outputs.
 
+Each family module declares what its keras.applications namesakes need in a
+`KERAS_APPLICATIONS` table (timm keeps its checkpoint filters beside the models the same
+way) and a `keras_applications_layer_name(name)` function; this module does the copying.
+
 keras.applications ResNets give every convolution a bias, also where batch norm follows
 and makes it redundant. keras_cnn's convs before BN are bias-free; the bias is absorbed
 exactly into the BN moving mean (`BN(x + b)` with mean `m` equals `BN(x)` with mean
-`m - b`), and the BN epsilon difference is absorbed into the moving variance.
+`m - b`), and a BN epsilon difference into the moving variance. keras.applications
+preprocessing ("caffe", "tf", "torch" modes, or EfficientNet's in-model rescaling) becomes
+the keras_cnn model's `input_normalization`, so the port takes RGB [0, 255] like every
+keras_cnn model; a "caffe" model's BGR channel order is folded into its first conv.
 """
 
-import re
+import dataclasses
+from typing import Callable, Optional, Union
 
 import keras
 import numpy as np
 
-# keras.applications constructor -> keras_cnn registry name.
-KERAS_APPLICATIONS = {
-    "ResNet50": "resnet50_v1",
-    "ResNet101": "resnet101_v1",
-    "ResNet152": "resnet152_v1",
-    "ResNet50V2": "resnet50v2",
-    "ResNet101V2": "resnet101v2",
-    "ResNet152V2": "resnet152v2",
-}
-# keras.applications model.name -> constructor.
-_MODEL_NAMES = {ctor.lower(): ctor for ctor in KERAS_APPLICATIONS}
+
+@dataclasses.dataclass(frozen=True)
+class KerasApplicationsPort:
+    """How one keras.applications constructor maps onto a keras_cnn registry name.
+
+    Attributes:
+        name: keras_cnn registry name.
+        input_normalization: The `input_normalization` reproducing the constructor's
+            preprocessing (a preset name, a `(mean, std)` pair, or a function of the
+            keras.applications model returning one).
+        bgr_conv: Layer whose input channels are reversed (weights trained on BGR input).
+        skip_source_layers: keras.applications layers with weights that have no
+            counterpart because the preprocessing absorbed them.
+        keras_name: The keras.applications `model.name`, when not `ctor.lower()`.
+    """
+
+    name: str
+    input_normalization: Union[str, tuple, Callable] = "imagenet"
+    bgr_conv: Optional[str] = None
+    skip_source_layers: tuple = ()
+    keras_name: Optional[str] = None
 
 
 class WeightsUnavailableError(OSError):
     """Named weights could not be fetched (offline, or the download failed)."""
 
 
-def keras_applications_layer_name(name):
-    """Maps a keras_cnn ResNet layer name to its keras.applications counterpart."""
-    if name.startswith("stem_"):
-        return "conv1_" + name[len("stem_"):]
-    match = re.match(r"^stage(\d+)_(.*)$", name)
-    if match:
-        return f"conv{int(match.group(1)) + 1}_{match.group(2)}"
-    return name
+def _family_tables():
+    from keras_cnn.models import FAMILIES
+
+    for family in FAMILIES:
+        for ctor, port in getattr(family, "KERAS_APPLICATIONS", {}).items():
+            yield ctor, port, family.keras_applications_layer_name
+
+
+def keras_applications_ports():
+    """`{constructor name: (KerasApplicationsPort, layer_name_map)}` over all families."""
+    return {ctor: (port, layer_map) for ctor, port, layer_map in _family_tables()}
 
 
 def _weighted_layers(model):
     return [layer for layer in model.layers if layer.weights]
 
 
-def transfer_weights(source, target, name_map=keras_applications_layer_name):
+def transfer_weights(source, target, name_map, *, skip_source_layers=(), bgr_conv=None):
     """Copies every weight of `source` into `target`, folding redundant conv biases.
 
     Args:
         source: The keras.applications model.
         target: The keras_cnn model of the same architecture.
         name_map: Maps a target layer name to the source layer name.
+        skip_source_layers: Source layers that are deliberately left out.
+        bgr_conv: Target layer whose kernel's input channels are reversed.
+
+    Returns:
+        `target`.
 
     Raises:
         ValueError: naming the first tensor that has no counterpart or another shape.
     """
-    source_layers = {layer.name: layer for layer in _weighted_layers(source)}
+    source_layers = {
+        layer.name: layer for layer in _weighted_layers(source)
+        if layer.name not in skip_source_layers
+    }
     used = set()
     pending_bias = {}
     for layer in _weighted_layers(target):
@@ -65,30 +94,35 @@ def transfer_weights(source, target, name_map=keras_applications_layer_name):
             )
         src = source_layers[source_name]
         used.add(source_name)
-        values = {w.path.split("/")[-1]: np.asarray(w.numpy()) for w in src.weights}
+        values = {w.name: np.asarray(keras.ops.convert_to_numpy(w)) for w in src.weights}
         if isinstance(layer, keras.layers.BatchNormalization):
-            mean = values["moving_mean"]
+            mean = values["moving_mean"] - pending_bias.pop(layer.name[: -len("bn")] + "conv", 0.0)
             variance = values["moving_variance"] + src.epsilon - layer.epsilon
-            conv_name = layer.name[: -len("bn")] + "conv"
-            mean = mean - pending_bias.pop(conv_name, 0.0)
             if np.any(variance < 0):
                 raise ValueError(f"Cannot absorb the epsilon of {src.name!r} into {layer.name!r}")
-            new = [values["gamma"], values["beta"], mean, variance]
-        else:
-            new = [values["kernel"]]
-            if getattr(layer, "use_bias", False):
-                new.append(values["bias"])
-            elif "bias" in values:
-                if not layer.name.endswith("_conv"):
-                    raise ValueError(f"Cannot absorb the bias of {src.name!r} into {layer.name!r}")
-                pending_bias[layer.name] = values["bias"]
-        for variable, value in zip(layer.weights, new):
+            values.update(moving_mean=mean, moving_variance=variance)
+        elif "bias" in values and not any(w.name == "bias" for w in layer.weights):
+            if not layer.name.endswith("_conv"):
+                raise ValueError(f"Cannot absorb the bias of {src.name!r} into {layer.name!r}")
+            pending_bias[layer.name] = values.pop("bias")
+        for variable in layer.weights:
+            if variable.name not in values:
+                raise ValueError(
+                    f"Tensor {variable.path!r} has no counterpart in {src.name!r} "
+                    f"(which has {sorted(values)})"
+                )
+            value = values.pop(variable.name)
+            if layer.name == bgr_conv and variable.name == "kernel":
+                value = value[..., ::-1, :]
             if tuple(variable.shape) != value.shape:
                 raise ValueError(
                     f"Tensor {variable.path!r} has shape {tuple(variable.shape)} but "
                     f"{src.name!r} provides {value.shape}: the architectures differ"
                 )
             variable.assign(value)
+        if values:
+            raise ValueError(f"Tensors {sorted(values)} of {src.name!r} have no counterpart in "
+                             f"{layer.name!r}")
     if pending_bias:
         raise ValueError(f"Conv biases with no batch norm to absorb them: {sorted(pending_bias)}")
     unused = sorted(set(source_layers) - used)
@@ -100,30 +134,47 @@ def transfer_weights(source, target, name_map=keras_applications_layer_name):
 def _source_config(model):
     names = {layer.name for layer in model.layers}
     include_top = "predictions" in names
-    pooling = None
-    if not include_top:
-        last = model.layers[-1].name
-        pooling = {"avg_pool": "avg", "max_pool": "max"}.get(last)
-    config = {
-        "include_top": include_top,
-        "pooling": pooling,
-        "input_shape": tuple(model.input_shape[1:]),
-    }
+    config = {"include_top": include_top, "input_shape": tuple(model.input_shape[1:])}
     if include_top:
         head = model.get_layer("predictions")
         config["classes"] = head.units
         config["classifier_activation"] = keras.activations.serialize(head.activation)
+    else:
+        config["pooling"] = {"avg_pool": "avg", "max_pool": "max"}.get(model.layers[-1].name)
     return config
+
+
+def _port_for(ctor):
+    ports = keras_applications_ports()
+    if ctor not in ports:
+        raise ValueError(f"No keras_cnn port for keras.applications.{ctor}; ports: {sorted(ports)}")
+    return ports[ctor]
+
+
+def _port_into(source, model, port, layer_map):
+    return transfer_weights(
+        source,
+        model,
+        layer_map,
+        skip_source_layers=port.skip_source_layers,
+        bgr_conv=port.bgr_conv,
+    )
+
+
+def _normalization(port, source):
+    value = port.input_normalization
+    return value(source) if callable(value) else value
 
 
 def from_keras_applications(ka_model, **kwargs):
     """Returns the keras_cnn model that carries a keras.applications model's weights.
 
-    Its outputs equal the original's (within float32 rounding) for every input, also
-    after training changed the BN statistics and conv biases.
+    The result takes RGB [0, 255] input (the keras_cnn contract) and its outputs equal
+    `ka_model(preprocess_input(x))` within float32 rounding, for any weights, including
+    trained BN statistics and conv biases.
 
     Args:
-        ka_model: A model from `keras.applications` (see `KERAS_APPLICATIONS`).
+        ka_model: A model from `keras.applications` (see `keras_applications_ports()`).
         **kwargs: Extra builder arguments (`name`, `drop_path_rate`, ...).
 
     Returns:
@@ -131,26 +182,43 @@ def from_keras_applications(ka_model, **kwargs):
     """
     from keras_cnn.registry import create_model
 
-    ctor = _MODEL_NAMES.get(getattr(ka_model, "name", None))
-    if ctor is None:
+    model_name = getattr(ka_model, "name", None)
+    matches = [
+        (port, layer_map) for ctor, (port, layer_map) in keras_applications_ports().items()
+        if model_name == (port.keras_name or ctor.lower())
+    ]
+    if not matches:
         raise ValueError(
-            f"`ka_model` must be one of keras.applications {sorted(KERAS_APPLICATIONS)} (by "
-            f"model name), received a model named {getattr(ka_model, 'name', ka_model)!r}"
+            f"`ka_model` must be a keras.applications model with a keras_cnn port "
+            f"({sorted(keras_applications_ports())}), received a model named {model_name!r}"
         )
-    model = create_model(KERAS_APPLICATIONS[ctor], **{**_source_config(ka_model), **kwargs})
-    return transfer_weights(ka_model, model)
+    port, layer_map = matches[0]
+    config = {**_source_config(ka_model), "input_normalization": _normalization(port, ka_model)}
+    model = create_model(port.name, **{**config, **kwargs})
+    return _port_into(ka_model, model, port, layer_map)
 
 
-def load_keras_applications_imagenet(name, model, *, include_top):
-    """Fills `model` (registry name `name`) with keras.applications' ImageNet weights."""
-    ctor = {v: k for k, v in KERAS_APPLICATIONS.items()}[name]
+def keras_applications_name(name):
+    """The keras.applications constructor whose ImageNet weights fit registry `name`."""
+    for ctor, (port, _) in keras_applications_ports().items():
+        if port.name == name:
+            return ctor
+    return None
+
+
+def load_keras_applications_imagenet(name, builder, kwargs):
+    """Builds registry model `name` with keras.applications' ImageNet weights."""
+    ctor = keras_applications_name(name)
+    port, layer_map = _port_for(ctor)
+    include_top = kwargs.get("include_top", True)
     try:
         source = getattr(keras.applications, ctor)(weights="imagenet", include_top=include_top)
     except Exception as err:  # keras raises a bare Exception for a failed download.
-        cache = keras.config.keras_home() if hasattr(keras.config, "keras_home") else "~/.keras"
         raise WeightsUnavailableError(
             f"Could not obtain the ImageNet weights of keras.applications.{ctor} ({err}). "
-            f"Offline, place the weights file keras.applications downloads for {ctor} "
-            f"(include_top={include_top}) in {cache}/models/ and try again."
+            f"Offline, place the weights file that keras.applications.{ctor}"
+            f"(weights='imagenet', include_top={include_top}) downloads in "
+            "~/.keras/models/ (or $KERAS_HOME/models/) and try again."
         ) from err
-    return transfer_weights(source, model)
+    kwargs = {"input_normalization": _normalization(port, source), **kwargs}
+    return _port_into(source, builder(**kwargs), port, layer_map)
