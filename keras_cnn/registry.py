@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import fnmatch
 import functools
+import os
 from typing import Any, Callable
 
 _MODELS: dict[str, "ModelInfo"] = {}
@@ -61,6 +62,13 @@ def _variant_builder(family_builder, info_fields, config):
             from keras_cnn.weights import load_pretrained
 
             return load_pretrained(name, weights, functools.partial(family_builder, **config), kwargs)
+        if isinstance(weights, str) and not os.path.isfile(weights):
+            others = [n for n in list_models(pretrained=True) if weights in _MODELS[n].pretrained]
+            raise ValueError(
+                f"`weights` must be None, a path or one of the named weights of {name!r} "
+                f"({list(pretrained)}), received weights={weights!r}. Models with weights="
+                f"{weights!r}: {others}"
+            )
         kwargs.setdefault("name", name)
         return family_builder(**{**config, **kwargs})
 

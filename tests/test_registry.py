@@ -55,9 +55,13 @@ def test_forward_gradients_and_keras_round_trip(name, tmp_path):
     x = tf.random.stateless_normal((2, size, size, 3), seed=(1, 2))
     y = tf.one_hot([1, 3], TEST_CLASSES)
     with tf.GradientTape() as tape:
-        probs = model(x, training=True)
-        loss = keras.losses.categorical_crossentropy(y, probs)
-    assert tuple(probs.shape) == (2, TEST_CLASSES)
+        outputs = model(x, training=True)
+        # Contract: in training a model may also return auxiliary classifier outputs,
+        # `(main, *aux)`, each with the same shape; every one must train.
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        loss = sum(keras.losses.categorical_crossentropy(y, out) for out in outputs)
+    probs = outputs[0]
+    assert all(tuple(out.shape) == (2, TEST_CLASSES) for out in outputs)
     assert np.all(np.isfinite(probs.numpy()))
     np.testing.assert_allclose(probs.numpy().sum(-1), 1.0, rtol=1e-5)
     grads = tape.gradient(loss, model.trainable_weights)

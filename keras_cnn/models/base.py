@@ -140,8 +140,8 @@ def validate_head_args(
             )
         if not os.path.isfile(weights):
             raise ValueError(
-                f"`weights`={str(weights)!r} is neither a named weights tag of this model nor an "
-                "existing weights file (named tags: see keras_cnn.get_model_info(name).pretrained)"
+                "`weights` must be None, a named weights tag of the model or an existing weights "
+                f"file, received weights={str(weights)!r}"
             )
 
 
@@ -286,5 +286,5 @@ def load_weights_file(model, path):
         model.load_weights(path)
     except Exception as err:  # Keras raises several types for a file that does not fit.
         raise ValueError(
-            f"`weights`={str(path)!r} does not fit model {model.name!r}: {err}"
+            f"`weights` file does not fit model {model.name!r}, received weights={str(path)!r}: {err}"
         ) from err

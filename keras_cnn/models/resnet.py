@@ -510,7 +510,7 @@ def ResNet(
     )
 
 
-__all__ = ["ResNet", "residual_block", "resnet_stem", "VARIANTS"] + register_variants(
+__all__ = ["ResNet"] + register_variants(
     ResNet,
     VARIANTS,
     family="resnet",
