@@ -7,6 +7,7 @@ handling, the classification head / feature pooling, and loading a weights file.
 
 import numbers
 import os
+import warnings
 
 import keras
 from keras import layers
@@ -282,9 +283,20 @@ def build_classifier(
 
 def load_weights_file(model, path):
     """Loads a weights file into `model`; a file that does not fit is a `ValueError`."""
-    try:
-        model.load_weights(path)
-    except Exception as err:  # Keras raises several types for a file that does not fit.
+    with warnings.catch_warnings(record=True) as caught:
+        # Keras only warns about parts of a file it could not load; here that is an error.
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as err:  # Keras raises several types for a file that does not fit.
+            raise ValueError(
+                f"`weights` file does not fit model {model.name!r}, received weights="
+                f"{str(path)!r}: {err}"
+            ) from err
+    problems = [str(w.message) for w in caught if "load" in str(w.message).lower()
+                or "skipping" in str(w.message).lower()]
+    if problems:
         raise ValueError(
-            f"`weights` file does not fit model {model.name!r}, received weights={str(path)!r}: {err}"
-        ) from err
+            f"`weights` file does not fit model {model.name!r}, received weights={str(path)!r}: "
+            f"{problems[0]}"
+        )

@@ -1,0 +1,94 @@
+"""Trainable parameters and MACs against the reference implementations.
+
+`tests/data/param_counts.csv` is `../shared/reference/param_counts.csv` (torchvision 0.29.1
+/ timm 1.0.31). keras.applications counts are computed here from keras itself.
+"""
+
+import csv
+import pathlib
+
+import keras
+import pytest
+
+import keras_cnn
+from keras_cnn.utils.model_table import model_stats
+
+TABLE = pathlib.Path(__file__).parent / "data" / "param_counts.csv"
+
+
+def _reference_rows():
+    lines = [line for line in TABLE.read_text().splitlines() if not line.startswith("#")]
+    rows = {}
+    for row in csv.DictReader(lines):
+        # googlenet / inception_v3 have two rows (with and without aux heads); the
+        # family's own tests check those.
+        rows.setdefault(row["name"], row)
+    return rows
+
+
+REFERENCE = _reference_rows()
+REGISTERED_WITH_REFERENCE = sorted(set(REFERENCE) & set(keras_cnn.list_models()))
+
+
+def test_every_resnet_family_reference_row_is_registered():
+    resnet_like = [n for n in REFERENCE if n.startswith(("resnet", "resnext", "wide_resnet",
+                                                           "seresnet", "seresnext", "senet"))]
+    assert resnet_like and set(resnet_like) <= set(keras_cnn.list_models())
+
+
+@pytest.mark.parametrize("name", REGISTERED_WITH_REFERENCE)
+def test_trainable_params_equal_reference(name):
+    params, _ = model_stats(name)
+    assert params == int(REFERENCE[name]["params"])
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in REGISTERED_WITH_REFERENCE if REFERENCE[n]["gmacs"]]
+)
+def test_macs_within_two_percent_of_reference(name):
+    _, macs = model_stats(name)
+    assert macs / 1e9 == pytest.approx(float(REFERENCE[name]["gmacs"]), rel=0.02)
+
+
+@pytest.mark.parametrize(
+    "name, ctor",
+    [(port.name, ctor) for ctor, (port, _) in keras_cnn.weights.keras_applications_ports().items()],
+)
+def test_keras_applications_namesakes_have_equal_trainable_params(name, ctor):
+    """keras_cnn drops the redundant conv biases before BN; all else is equal."""
+    ka_model = getattr(keras.applications, ctor)(weights=None)
+    redundant_biases = sum(
+        layer.filters for layer in ka_model.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias
+        and any(n.operation.__class__ is keras.layers.BatchNormalization
+                for n in _consumers(ka_model, layer))
+    )
+    params, _ = model_stats(name)
+    assert params == keras_cnn.utils.count_params(ka_model) - redundant_biases
+
+
+def _consumers(model, layer):
+    out = layer.output
+    return [
+        node for other in model.layers for node in other._inbound_nodes
+        if any(t is out for t in node.input_tensors)
+    ]
+
+
+# Figures published by torchvision/timm/the papers for names outside the shared table.
+EXTRA_REFERENCE = {
+    "resnext101_64x4d": 83455272,  # torchvision
+    "wide_resnet101_2": 126886696,  # torchvision
+    "resnext101_32x4d": 44177704,  # timm
+    "resnet152d": 60212040,  # timm
+    "resnet200d": 64693064,  # timm
+    "resnet34d": 21816904,  # timm
+    "resnet200": 64673832,  # timm
+    "wrn_28_2": 1467610,  # Meta Pseudo Labels / FixMatch WRN-28-2, 10 classes
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXTRA_REFERENCE))
+def test_trainable_params_equal_published_figures(name):
+    params, _ = model_stats(name)
+    assert params == EXTRA_REFERENCE[name]
