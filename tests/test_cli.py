@@ -30,11 +30,10 @@ def test_models_command_markdown_and_no_match(capsys):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run(
-        [sys.executable, "-c", "from keras_cnn.cli import main; import sys; "
-         "sys.exit(main(['models', '--no-stats']))"],
-        capture_output=True, text=True, timeout=300,
-    )
+    script = pathlib.Path(sys.executable).parent / "keras-cnn"
+    assert script.exists(), "pip install -e . installs the keras-cnn console script"
+    result = subprocess.run([str(script), "models", "--no-stats"], capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "senet154" in result.stdout
 
