@@ -10,7 +10,8 @@ import difflib
 import fnmatch
 import functools
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _MODELS: dict[str, "ModelInfo"] = {}
 

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from conftest import randomize_weights
 
 import keras_cnn
-from conftest import randomize_weights
 from keras_cnn.weights import WeightsUnavailableError
 
 PREPROCESS = {

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import small_input_size
 
 import keras_cnn
-from conftest import small_input_size
 
 ALL_MODELS = keras_cnn.list_models()
 TEST_CLASSES = 7

@@ -1,6 +1,5 @@
 """The shared convolution -> batch norm -> activation helper used by every family."""
 
-import keras
 from keras import layers
 
 # torchvision/timm initialise convolutions with Kaiming-normal over fan-out; matching it keeps

@@ -9,7 +9,7 @@ from keras_cnn.utils.flops import count_macs, count_params
 TABLE_COLUMNS = ("name", "builder", "params", "GMACs", "size", "weights", "variant", "paper")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_stats(name):
     """`(trainable params, MACs)` of a registered model at its default resolution."""
     model = get_model_info(name).builder()

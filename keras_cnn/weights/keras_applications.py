@@ -14,7 +14,7 @@ keras_cnn model; a "caffe" model's BGR channel order is folded into its first co
 """
 
 import dataclasses
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -36,10 +36,10 @@ class KerasApplicationsPort:
     """
 
     name: str
-    input_normalization: Union[str, tuple, Callable] = "imagenet"
-    bgr_conv: Optional[str] = None
+    input_normalization: str | tuple | Callable = "imagenet"
+    bgr_conv: str | None = None
     skip_source_layers: tuple = ()
-    keras_name: Optional[str] = None
+    keras_name: str | None = None
 
 
 class WeightsUnavailableError(OSError):
