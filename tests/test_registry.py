@@ -52,8 +52,11 @@ def test_forward_gradients_and_keras_round_trip(name, tmp_path):
     model = keras_cnn.create_model(
         name, input_shape=(size, size, 3), classes=TEST_CLASSES, drop_path_rate=0.1
     )
-    x = tf.random.stateless_normal((2, size, size, 3), seed=(1, 2))
-    y = tf.one_hot([1, 3], TEST_CLASSES)
+    # Six samples: DropPath (rate <= 0.1) then drops a block for all of them with
+    # probability <= 1e-6, so every weight really gets a gradient.
+    batch = 6
+    x = tf.random.stateless_uniform((batch, size, size, 3), seed=(1, 2), maxval=255.0)
+    y = tf.one_hot(np.arange(batch) % TEST_CLASSES, TEST_CLASSES)
     with tf.GradientTape() as tape:
         outputs = model(x, training=True)
         # Contract: in training a model may also return auxiliary classifier outputs,
@@ -61,7 +64,7 @@ def test_forward_gradients_and_keras_round_trip(name, tmp_path):
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         loss = sum(keras.losses.categorical_crossentropy(y, out) for out in outputs)
     probs = outputs[0]
-    assert all(tuple(out.shape) == (2, TEST_CLASSES) for out in outputs)
+    assert all(tuple(out.shape) == (batch, TEST_CLASSES) for out in outputs)
     assert np.all(np.isfinite(probs.numpy()))
     np.testing.assert_allclose(probs.numpy().sum(-1), 1.0, rtol=1e-5)
     grads = tape.gradient(loss, model.trainable_weights)
