@@ -71,6 +71,15 @@ def test_weights_file_round_trip_and_mismatch(tmp_path):
         keras_cnn.ResNet34(input_shape=(64, 64, 3), classes=5, weights=str(path))
 
 
+def test_weights_file_of_a_grey_model_loads(tmp_path):
+    model = keras_cnn.ResNet18(input_shape=(64, 64, 1), classes=3)
+    path = tmp_path / "grey.weights.h5"
+    model.save_weights(path)
+    again = keras_cnn.ResNet18(input_shape=(64, 64, 1), classes=3, weights=str(path))
+    x = np.random.default_rng(1).uniform(0, 255, (1, 64, 64, 1)).astype("float32")
+    np.testing.assert_array_equal(model(x), again(x))
+
+
 def test_grey_input_gets_a_scalar_normalisation():
     model = keras_cnn.ResNet18(input_shape=(64, 64, 1), classes=3)
     assert model.get_layer("input_norm").get_config()["mean"] == pytest.approx([0.449 * 255])

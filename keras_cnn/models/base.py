@@ -75,7 +75,7 @@ def _check_activation(classifier_activation):
         ) from err
 
 
-def resolve_input_shape(input_shape, input_tensor, *, default_size, min_size, weights):
+def resolve_input_shape(input_shape, input_tensor, *, default_size, min_size):
     """Validates `input_shape` / `input_tensor` and returns the (H, W, C) shape to build."""
     if keras.backend.image_data_format() != "channels_last":
         raise ValueError(
@@ -105,11 +105,6 @@ def resolve_input_shape(input_shape, input_tensor, *, default_size, min_size, we
     if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
         raise ValueError(
             f"`input_shape` must end with a positive channel count, received input_shape={input_shape!r}"
-        )
-    if weights is not None and channels != 3:
-        raise ValueError(
-            f"Pretrained weights expect 3 input channels, received input_shape={input_shape!r} "
-            f"with weights={weights!r}"
         )
     for dim in (height, width):
         if dim is None:
@@ -251,7 +246,7 @@ def build_classifier(
         name=name,
     )
     shape = resolve_input_shape(
-        input_shape, input_tensor, default_size=default_size, min_size=min_size, weights=weights
+        input_shape, input_tensor, default_size=default_size, min_size=min_size
     )
     if input_tensor is None:
         img_input = layers.Input(shape=shape, name="input")
