@@ -1,3 +1,4 @@
+import inspect
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -12,6 +13,11 @@ import keras_cnn  # noqa: E402
 def small_input_size(name):
     """The smallest sensible test resolution for a registered model (2x2 last map)."""
     return 32 if keras_cnn.get_model_info(name).default_size <= 32 else 64
+
+
+def accepts(name, argument):
+    """Whether the builder of registered model `name` takes keyword `argument`."""
+    return argument in inspect.signature(keras_cnn.get_model_info(name).builder).parameters
 
 
 @pytest.fixture(autouse=True)

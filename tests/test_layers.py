@@ -83,3 +83,20 @@ def test_squeeze_excite_rescales_channels():
 )
 def test_make_divisible(value, divisor, round_limit, expected):
     assert make_divisible(value, divisor, round_limit=round_limit) == expected
+
+
+@pytest.mark.parametrize("size", [1, 4, 5])
+def test_local_response_norm_matches_the_torch_formula(size, rng, tmp_path):
+    from keras_cnn.layers import LocalResponseNormalization
+
+    x = rng.normal(size=(2, 3, 3, 7)).astype("float32")
+    layer = LocalResponseNormalization(size, alpha=0.1, beta=0.75, k=2.0)
+    expected = np.zeros_like(x)
+    for c in range(x.shape[-1]):  # torch.nn.LocalResponseNorm: window [c - size//2, c + (size-1)//2]
+        window = x[..., max(0, c - size // 2): c + (size - 1) // 2 + 1]
+        expected[..., c] = x[..., c] / (2.0 + 0.1 / size * (window**2).sum(-1)) ** 0.75
+    np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-6)
+    again = LocalResponseNormalization.from_config(layer.get_config())
+    np.testing.assert_allclose(again(x), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="size"):
+        LocalResponseNormalization(0)

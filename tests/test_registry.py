@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import small_input_size
+from conftest import accepts, small_input_size
 
 import keras_cnn
 
@@ -49,9 +49,9 @@ def test_forward_gradients_and_keras_round_trip(name, tmp_path):
     """Output shape, finite outputs, a gradient for every weight, and a `.keras` file that
     loads with `safe_mode=True` and gives identical outputs."""
     size = small_input_size(name)
-    model = keras_cnn.create_model(
-        name, input_shape=(size, size, 3), classes=TEST_CLASSES, drop_path_rate=0.1
-    )
+    # Stochastic depth is on wherever the family has it (residual families).
+    extra = {"drop_path_rate": 0.1} if accepts(name, "drop_path_rate") else {}
+    model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=TEST_CLASSES, **extra)
     # Six samples: DropPath (rate <= 0.1) then drops a block for all of them with
     # probability <= 1e-6, so every weight really gets a gradient.
     batch = 6

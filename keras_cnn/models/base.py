@@ -175,7 +175,8 @@ def resolve_input_normalization(input_normalization, channels):
     return mean * (channels // len(mean)), std * (channels // len(std))
 
 
-def _head_dtype():
+def head_dtype():
+    """The dtype of classifier layers: float32 under a mixed policy, else the policy's."""
     # Under a mixed policy, logits and softmax stay float32 so losses are stable.
     policy = keras.mixed_precision.global_policy()
     return "float32" if policy.compute_dtype in ("float16", "bfloat16") else None
@@ -190,7 +191,7 @@ def classification_head(x, *, include_top, pooling, classes, classifier_activati
         if dropout:
             x = layers.Dropout(dropout, name="head_dropout")(x)
         return layers.Dense(
-            classes, activation=classifier_activation, dtype=_head_dtype(), name="predictions"
+            classes, activation=classifier_activation, dtype=head_dtype(), name="predictions"
         )(x)
     if pooling is not None:
         x = pool(name=pool_name)(x)
@@ -212,11 +213,15 @@ def build_classifier(
     classifier_activation,
     dropout=0.0,
     input_normalization="imagenet",
+    top_fn=None,
+    aux_loss_weights=None,
 ):
     """Builds a `keras.Model` from a feature extractor and the shared head contract.
 
     Args:
-        features_fn: Function mapping the image input tensor to the last feature map.
+        features_fn: Function mapping the image input tensor to the last feature map, or
+            to `(feature_map, [aux_output, ...])` for a family with auxiliary classifiers
+            (the aux outputs are final classifier tensors, built only with `include_top`).
         name: Model name.
         default_size: Resolution used when neither `input_shape` nor `input_tensor` is given.
         min_size: Smallest spatial size the network accepts.
@@ -232,9 +237,15 @@ def build_classifier(
         input_normalization: How the model normalises its [0, 255] input: a key of
             `INPUT_NORMALIZATIONS`, a `(mean, std)` pair (scalars or per channel), or
             `None` for inputs the caller has already normalised.
+        top_fn: Optional family-specific top (e.g. VGG's fully connected layers), called as
+            `top_fn(x, classes=..., classifier_activation=..., dropout=..., pooling=...)`
+            when `include_top`; it must end in a layer named `predictions` with
+            `dtype=head_dtype()`. `None` uses the standard pooling + dropout + dense head.
+        aux_loss_weights: With auxiliary outputs, the weight of each aux loss in
+            `model.fit` (GoogLeNet: 0.3 each).
 
     Returns:
-        The model.
+        The model (an `AuxiliaryOutputsModel` when `features_fn` returned aux outputs).
     """
     validate_head_args(
         include_top=include_top,
@@ -262,18 +273,82 @@ def build_classifier(
             mean=mean, variance=[s * s for s in std], name="input_norm"
         )(x)
     x = features_fn(x)
-    x = classification_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-    )
-    model = keras.Model(inputs, x, name=name)
+    x, aux_outputs = x if isinstance(x, tuple) else (x, [])
+    head_args = dict(classes=classes, classifier_activation=classifier_activation,
+                     dropout=dropout, pooling=pooling)
+    if include_top and top_fn is not None:
+        x = top_fn(x, **head_args)
+    else:
+        x = classification_head(x, include_top=include_top, **head_args)
+    if aux_outputs:
+        if not include_top:
+            raise RuntimeError(f"{name}: auxiliary outputs need include_top=True")
+        loss_weights = (AUX_LOSS_WEIGHT,) * len(aux_outputs) if aux_loss_weights is None else aux_loss_weights
+        model = AuxiliaryOutputsModel(inputs, [x, *aux_outputs], name=name,
+                                      aux_loss_weights=loss_weights)
+    else:
+        model = keras.Model(inputs, x, name=name)
     if weights is not None:
         load_weights_file(model, weights)
     return model
+
+
+AUX_LOSS_WEIGHT = 0.3  # GoogLeNet paper: each auxiliary loss is added with weight 0.3
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class AuxiliaryOutputsModel(keras.Model):
+    """A functional classifier that also returns auxiliary classifier outputs in training.
+
+    `model(x, training=True)` returns `(main, *aux)`; `model(x)` at inference, `predict`,
+    `evaluate`, an exported SavedModel and the model nested in another one return only
+    `main`. Under `model.fit` the compiled loss is applied to every output and the aux
+    losses are added with `aux_loss_weights`; metrics see only `main`.
+
+    Args:
+        *args: `inputs`, `outputs` (`[main, *aux]`) and the other `keras.Model` arguments.
+        aux_loss_weights: One weight per auxiliary output.
+        **kwargs: `keras.Model` keyword arguments.
+    """
+
+    def __init__(self, *args, aux_loss_weights=(AUX_LOSS_WEIGHT,), **kwargs):
+        super().__init__(*args, **kwargs)
+        aux_loss_weights = tuple(aux_loss_weights)
+        if len(aux_loss_weights) != len(self.outputs) - 1 or any(
+            not isinstance(w, numbers.Real) or not w >= 0 for w in aux_loss_weights
+        ):
+            raise ValueError(
+                f"`aux_loss_weights` must hold one non-negative number per auxiliary output "
+                f"({len(self.outputs) - 1}), received aux_loss_weights={aux_loss_weights!r}"
+            )
+        self.aux_loss_weights = tuple(float(w) for w in aux_loss_weights)
+
+    def call(self, inputs, training=None, mask=None):
+        outputs = super().call(inputs, training=training, mask=mask)
+        return tuple(outputs) if training else outputs[0]
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        outputs = super().compute_output_spec(inputs, training=training, mask=mask)
+        return tuple(outputs) if training else outputs[0]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not isinstance(y_pred, (tuple, list)):
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
+        main, *aux = y_pred
+        # The main term also carries the model's regularisation losses, once.
+        loss = super().compute_loss(x, y, main, sample_weight, training)
+        if self._compile_loss is not None:
+            for weight, output in zip(self.aux_loss_weights, aux):
+                loss = loss + weight * self._compile_loss(y, output, sample_weight)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, (tuple, list)):
+            y_pred = y_pred[0]
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), "aux_loss_weights": list(self.aux_loss_weights)}
 
 
 def load_weights_file(model, path):

@@ -105,6 +105,13 @@ def transfer_weights(source, target, name_map, *, skip_source_layers=(), bgr_con
             if not layer.name.endswith("_conv"):
                 raise ValueError(f"Cannot absorb the bias of {src.name!r} into {layer.name!r}")
             pending_bias[layer.name] = values.pop("bias")
+        if isinstance(layer, keras.layers.BatchNormalization):
+            # keras.applications BNs with scale=False / center=False (InceptionV3) have no
+            # gamma / beta: they are the identity values.
+            if layer.scale:
+                values.setdefault("gamma", np.ones_like(values["moving_mean"]))
+            if layer.center:
+                values.setdefault("beta", np.zeros_like(values["moving_mean"]))
         for variable in layer.weights:
             if variable.name not in values:
                 raise ValueError(
@@ -114,6 +121,10 @@ def transfer_weights(source, target, name_map, *, skip_source_layers=(), bgr_con
             value = values.pop(variable.name)
             if layer.name == bgr_conv and variable.name == "kernel":
                 value = value[..., ::-1, :]
+            if (isinstance(layer, keras.layers.Dense) and value.ndim == 4
+                    and value.shape[:2] == (1, 1)):
+                # A 1x1 conv classifier (keras.applications MobileNet) is a dense layer.
+                value = value.reshape(value.shape[2:])
             if tuple(variable.shape) != value.shape:
                 raise ValueError(
                     f"Tensor {variable.path!r} has shape {tuple(variable.shape)} but "
