@@ -33,6 +33,12 @@ class KerasApplicationsPort:
         skip_source_layers: keras.applications layers with weights that have no
             counterpart because the preprocessing absorbed them.
         keras_name: The keras.applications `model.name`, when not `ctor.lower()`.
+        builder_args: Builder arguments the namesake needs beyond the registry row's
+            (e.g. `{"aux_logits": False}`: keras.applications has no auxiliary heads).
+        match: How layers are paired: `"name"` through the family's
+            `keras_applications_layer_name`, or `"order"`: the weighted layers of both models
+            in creation order (for keras.applications models with auto-numbered names such
+            as InceptionV3's `conv2d_37`), each pair checked for equal layer types.
     """
 
     name: str
@@ -40,6 +46,8 @@ class KerasApplicationsPort:
     bgr_conv: str | None = None
     skip_source_layers: tuple = ()
     keras_name: str | None = None
+    builder_args: dict = dataclasses.field(default_factory=dict)
+    match: str = "name"
 
 
 class WeightsUnavailableError(OSError):
@@ -51,7 +59,7 @@ def _family_tables():
 
     for family in FAMILIES:
         for ctor, port in getattr(family, "KERAS_APPLICATIONS", {}).items():
-            yield ctor, port, family.keras_applications_layer_name
+            yield ctor, port, getattr(family, "keras_applications_layer_name", None)
 
 
 def keras_applications_ports():
@@ -162,7 +170,30 @@ def _port_for(ctor):
     return ports[ctor]
 
 
+def _order_map(source, target, skip_source_layers):
+    sources = [layer for layer in _weighted_layers(source) if layer.name not in skip_source_layers]
+    targets = _weighted_layers(target)
+    if len(sources) != len(targets):
+        raise ValueError(
+            f"{source.name!r} has {len(sources)} layers with weights, {target.name!r} has "
+            f"{len(targets)}: the architectures differ"
+        )
+    pairs = {}
+    for src, dst in zip(sources, targets):
+        src_type = type(src).__name__
+        dst_type = type(dst).__name__
+        if src_type != dst_type and {src_type, dst_type} != {"Conv2D", "Dense"}:
+            raise ValueError(
+                f"Layer {dst.name!r} ({dst_type}) of {target.name!r} pairs with {src.name!r} "
+                f"({src_type}) of {source.name!r}: the architectures differ"
+            )
+        pairs[dst.name] = src.name
+    return pairs.__getitem__
+
+
 def _port_into(source, model, port, layer_map):
+    if port.match == "order":
+        layer_map = _order_map(source, model, port.skip_source_layers)
     return transfer_weights(
         source,
         model,
@@ -204,7 +235,8 @@ def from_keras_applications(ka_model, **kwargs):
             f"({sorted(keras_applications_ports())}), received a model named {model_name!r}"
         )
     port, layer_map = matches[0]
-    config = {**_source_config(ka_model), "input_normalization": _normalization(port, ka_model)}
+    config = {**_source_config(ka_model), **port.builder_args,
+              "input_normalization": _normalization(port, ka_model)}
     model = create_model(port.name, **{**config, **kwargs})
     return _port_into(ka_model, model, port, layer_map)
 
@@ -231,5 +263,5 @@ def load_keras_applications_imagenet(name, builder, kwargs):
             f"(weights='imagenet', include_top={include_top}) downloads in "
             "~/.keras/models/ (or $KERAS_HOME/models/) and try again."
         ) from err
-    kwargs = {"input_normalization": _normalization(port, source), **kwargs}
+    kwargs = {**port.builder_args, "input_normalization": _normalization(port, source), **kwargs}
     return _port_into(source, builder(**kwargs), port, layer_map)
