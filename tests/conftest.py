@@ -9,6 +9,10 @@ import pytest  # noqa: E402
 
 import keras_cnn  # noqa: E402
 
+# Models this large take >30 s each in the registry-wide tests here; CI runs them,
+# `-m "not slow"` skips them.
+LARGE_MODELS = {"senet154", "wide_resnet101_2", "resnext101_32x8d", "resnext101_64x4d"}
+
 
 def small_input_size(name):
     """The smallest sensible test resolution for a registered model (2x2 last map)."""

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import accepts, small_input_size
+from conftest import LARGE_MODELS, accepts, small_input_size
 
 import keras_cnn
 
@@ -39,9 +39,7 @@ def test_unknown_name_is_a_value_error_with_suggestions():
         keras_cnn.create_model("resnet05")
 
 
-# Models this large take >30 s each here; CI runs them, `-m "not slow"` skips them.
-LARGE = {"senet154", "wide_resnet101_2", "resnext101_32x8d", "resnext101_64x4d"}
-MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n for n in ALL_MODELS]
+MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in LARGE_MODELS else n for n in ALL_MODELS]
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import accepts
+from conftest import LARGE_MODELS, accepts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +13,7 @@ ALL_MODELS = keras_cnn.list_models()
 # Building is the expensive part of a valid draw; the fuzz targets the contract, which
 # every family shares, so valid draws use the cheaper names.
 CHEAP = [n for n in ALL_MODELS if n in ("resnet18", "resnet18d", "seresnet18", "wrn_28_2")]
+AFFORDABLE = [n for n in ALL_MODELS if n not in LARGE_MODELS]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,7 @@ KEYS = ["include_top", "weights", "input_shape", "pooling", "classes", "classifi
 
 @st.composite
 def argument_sets(draw):
-    name = draw(st.sampled_from(ALL_MODELS if draw(st.integers(0, 9)) == 0 else CHEAP))
+    name = draw(st.sampled_from(AFFORDABLE if draw(st.integers(0, 9)) == 0 else CHEAP))
     kwargs = {}
     keys = [k for k in KEYS if k == "no_such_argument" or accepts(name, k)]
     for key in draw(st.lists(st.sampled_from(keys), max_size=4, unique=True)):
@@ -124,5 +125,7 @@ def test_random_arguments_give_a_model_or_a_named_value_error(case):
         return
     assert isinstance(model, keras.Model)
     shape = [d or 64 for d in model.input_shape[1:3]] + [model.input_shape[-1]]
+    if shape[0] * shape[1] > 320 * 320:
+        return  # a valid model; running it at this size is a benchmark, not a contract test
     out = model(np.zeros([1, *shape], "float32"))
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
