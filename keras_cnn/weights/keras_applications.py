@@ -32,7 +32,9 @@ class KerasApplicationsPort:
         bgr_conv: Layer whose input channels are reversed (weights trained on BGR input).
         skip_source_layers: keras.applications layers with weights that have no
             counterpart because the preprocessing absorbed them.
-        keras_name: The keras.applications `model.name`, when not `ctor.lower()`.
+        keras_name: The keras.applications `model.name`, when not `ctor.lower()`; or a
+            predicate of the name, for constructors that encode their configuration in it
+            (MobileNet's `mobilenet_1.00_224`).
         builder_args: Builder arguments the namesake needs beyond the registry row's
             (e.g. `{"aux_logits": False}`: keras.applications has no auxiliary heads).
         match: How layers are paired: `"name"` through the family's
@@ -45,7 +47,7 @@ class KerasApplicationsPort:
     input_normalization: str | tuple | Callable = "imagenet"
     bgr_conv: str | None = None
     skip_source_layers: tuple = ()
-    keras_name: str | None = None
+    keras_name: str | Callable | None = None
     builder_args: dict = dataclasses.field(default_factory=dict)
     match: str = "name"
 
@@ -156,10 +158,16 @@ def _source_config(model):
     config = {"include_top": include_top, "input_shape": tuple(model.input_shape[1:])}
     if include_top:
         head = model.get_layer("predictions")
-        config["classes"] = head.units
+        # keras.applications MobileNet's `predictions` is an Activation after a 1x1 conv.
+        config["classes"] = getattr(head, "units", None) or int(model.output_shape[-1])
         config["classifier_activation"] = keras.activations.serialize(head.activation)
     else:
-        config["pooling"] = {"avg_pool": "avg", "max_pool": "max"}.get(model.layers[-1].name)
+        last = model.layers[-1]
+        # Some keras.applications models (MobileNet) leave their pooling layers unnamed.
+        config["pooling"] = (
+            "avg" if isinstance(last, keras.layers.GlobalAveragePooling2D)
+            else "max" if isinstance(last, keras.layers.GlobalMaxPooling2D) else None
+        )
     return config
 
 
@@ -227,7 +235,8 @@ def from_keras_applications(ka_model, **kwargs):
     model_name = getattr(ka_model, "name", None)
     matches = [
         (port, layer_map) for ctor, (port, layer_map) in keras_applications_ports().items()
-        if model_name == (port.keras_name or ctor.lower())
+        if (port.keras_name(model_name) if callable(port.keras_name)
+            else model_name == (port.keras_name or ctor.lower()))
     ]
     if not matches:
         raise ValueError(

@@ -1,0 +1,304 @@
+"""MobileNet v1: a stem convolution and 13 depthwise-separable blocks, scaled by a width
+multiplier.
+
+Reference: Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile
+Vision Applications", arXiv 1704.04861, 2017.
+
+Each block is a 3x3 depthwise conv -> BN -> activation followed by a 1x1 pointwise conv ->
+BN -> activation (no residuals). The timm rows (`mobilenetv1_*`) and keras.applications'
+`MobileNet` differ only in flags: widths rounded to multiples of 8 vs truncated, PyTorch vs
+TensorFlow padding, BN epsilon/momentum; both use ReLU6 (the paper draws plain ReLU).
+"""
+
+import re
+
+from keras import layers
+
+from keras_cnn.layers import conv_bn_act, make_divisible
+from keras_cnn.layers.conv_bn_act import BN_EPSILON, BN_MOMENTUM, CONV_INITIALIZER, pad_and_conv_padding
+from keras_cnn.models.base import (
+    build_classifier,
+    check_choice,
+    check_positive_int,
+    check_rate,
+)
+from keras_cnn.registry import register_variants
+from keras_cnn.weights.keras_applications import KerasApplicationsPort
+
+STEM_FILTERS = 32
+STEM_STRIDE = 2
+KERNEL_SIZE = 3
+WIDTH_DIVISOR = 8  # timm's round_channels: nearest multiple of 8, never below 90 %
+# keras.applications uses Keras' BatchNormalization defaults (TensorFlow's).
+TF_BN_MOMENTUM = 0.99
+TF_BN_EPSILON = 1e-3
+KERAS_APPLICATIONS_DROPOUT = 1e-3  # keras.applications.MobileNet's default `dropout`
+
+# The 13 depthwise-separable blocks of Howard et al., Table 1, at width multiplier 1: the
+# pointwise filters and the depthwise stride of each.
+BLOCKS = (
+    {"filters": 64, "stride": 1},
+    {"filters": 128, "stride": 2},
+    {"filters": 128, "stride": 1},
+    {"filters": 256, "stride": 2},
+    {"filters": 256, "stride": 1},
+    {"filters": 512, "stride": 2},
+    *({"filters": 512, "stride": 1},) * 5,
+    {"filters": 1024, "stride": 2},
+    {"filters": 1024, "stride": 1},
+)
+
+# keras.applications.MobileNet: ReLU6, TF padding, truncated widths, TF batch norm.
+KERAS_LAYOUT = {
+    "activation": "relu6",
+    "padding": "same",
+    "width_rounding": "truncate",
+    "bn_momentum": TF_BN_MOMENTUM,
+    "bn_epsilon": TF_BN_EPSILON,
+}
+
+PAPER = "MobileNets (Howard et al., 2017)"
+TIMM, KA = "timm", "keras.applications"
+
+
+def _timm(width_multiplier):
+    # timm's mobilenetv1 weights (ra4 recipe) were trained on [-1, 1] inputs (Inception
+    # mean/std 0.5), so the timm rows normalise that way too.
+    return {"width_multiplier": width_multiplier, "input_normalization": "tf"}
+
+
+VARIANTS = [
+    *(
+        {"name": f"mobilenetv1_{round(alpha * 100):03d}",
+         "builder_name": f"MobileNetV1_{round(alpha * 100):03d}", "config": _timm(alpha),
+         "variant": f"MobileNet v1 {alpha}x width, timm layout (ReLU6, PyTorch padding, widths "
+                    "rounded to multiples of 8, BN eps 1e-5, [-1, 1] input scaling)",
+         "reference": reference}
+        for alpha, reference in (
+            (0.5, f"{KA} MobileNet(alpha=0.5) (equal widths; timm registers no 0.5x)"),
+            (0.75, f"{KA} MobileNet(alpha=0.75) (equal widths; timm registers no 0.75x)"),
+            (1.0, f"{TIMM} mobilenetv1_100"),
+            (1.25, f"{TIMM} mobilenetv1_125"),
+        )
+    ),
+    {"name": "mobilenet", "builder_name": "MobileNet",
+     "config": {**KERAS_LAYOUT, "dropout": KERAS_APPLICATIONS_DROPOUT, "input_normalization": "tf"},
+     "variant": "MobileNet v1 1.0x as keras.applications.MobileNet (ReLU6, TensorFlow padding, "
+                "BN eps 1e-3, dropout 1e-3, [-1, 1] input scaling)",
+     "reference": f"{KA} MobileNet", "pretrained": ("imagenet",)},
+]
+
+
+def _is_keras_applications_mobilenet_100(model_name):
+    # keras.applications names its MobileNets f"mobilenet_{alpha:0.2f}_{rows}"; only alpha 1.0
+    # is registered here.
+    return re.fullmatch(r"mobilenet_1\.00_(\d+|None)", str(model_name)) is not None
+
+
+KERAS_APPLICATIONS = {
+    "MobileNet": KerasApplicationsPort("mobilenet", "tf", keras_name=_is_keras_applications_mobilenet_100),
+}
+
+
+def keras_applications_layer_name(name):
+    """Maps a keras_cnn MobileNet layer name to keras.applications' (`block3_dw_bn` ->
+    `conv_dw_3_bn`)."""
+    if name == "predictions":
+        return "conv_preds"  # keras.applications' classifier is a 1x1 conv
+    if name.startswith("stem_"):
+        return "conv1" + name[len("stem"):].replace("_conv", "")
+    match = re.match(r"^block(\d+)_(dw|pw)_(conv|bn)$", name)
+    if match:
+        index, kind, part = match.groups()
+        return f"conv_{kind}_{index}" + ("_bn" if part == "bn" else "")
+    return name
+
+
+def depthwise_bn_act(x, *, strides, depth_multiplier, padding, activation, bn_momentum,
+                     bn_epsilon, name):
+    """3x3 depthwise convolution -> BN -> activation, layers named `f"{name}_conv"` etc.
+
+    `padding="same"` reproduces keras.applications: stride-2 convs pad one row and column
+    at the bottom/right (TensorFlow's "same" for the even sizes they see at 224 px).
+    """
+    if padding == "same" and strides != 1:
+        x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
+        conv_padding = "valid"
+    else:
+        x, conv_padding = pad_and_conv_padding(x, KERNEL_SIZE, strides, 1, padding, name)
+    x = layers.DepthwiseConv2D(
+        KERNEL_SIZE,
+        strides=strides,
+        padding=conv_padding,
+        depth_multiplier=depth_multiplier,
+        use_bias=False,
+        depthwise_initializer=CONV_INITIALIZER,
+        name=f"{name}_conv",
+    )(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_bn")(x)
+    return layers.Activation(activation, name=f"{name}_{activation}")(x)
+
+
+def depthwise_separable_block(x, filters, *, strides=1, depth_multiplier=1, padding="symmetric",
+                              activation="relu6", bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON,
+                              name):
+    """Depthwise 3x3 conv -> BN -> act -> pointwise 1x1 conv -> BN -> act (Howard et al.,
+    Figure 3).
+
+    Args:
+        x: Input tensor.
+        filters: Output channels of the pointwise conv.
+        strides: Stride of the depthwise conv.
+        depth_multiplier: Depthwise channel multiplier (keras.applications' `depth_multiplier`).
+        padding: `"symmetric"` (PyTorch/timm) or `"same"` (keras.applications).
+        activation: `"relu6"` or `"relu"`.
+        bn_momentum: Batch-norm momentum.
+        bn_epsilon: Batch-norm epsilon.
+        name: Block prefix (`"block1"`): layers `block1_dw_conv`, `block1_pw_bn`, ...
+
+    Returns:
+        Output tensor.
+    """
+    x = depthwise_bn_act(x, strides=strides, depth_multiplier=depth_multiplier, padding=padding,
+                         activation=activation, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon,
+                         name=f"{name}_dw")
+    return conv_bn_act(x, filters, 1, activation=activation, bn_momentum=bn_momentum,
+                       bn_epsilon=bn_epsilon, name=f"{name}_pw")
+
+
+def scaled_width(filters, width_multiplier, width_rounding="divisible"):
+    """A layer width under the width multiplier (the paper's alpha).
+
+    `"divisible"` rounds to the nearest multiple of 8 without losing more than 10 % (timm's
+    `round_channels`); `"truncate"` is keras.applications' `int(filters * alpha)`.
+    """
+    if width_rounding == "truncate":
+        return max(1, int(filters * width_multiplier))
+    return make_divisible(filters * width_multiplier, WIDTH_DIVISOR)
+
+
+def MobileNetV1(
+    blocks=BLOCKS,
+    *,
+    width_multiplier=1.0,
+    depth_multiplier=1,
+    width_rounding="divisible",
+    stem_filters=STEM_FILTERS,
+    activation="relu6",
+    padding="symmetric",
+    bn_momentum=BN_MOMENTUM,
+    bn_epsilon=BN_EPSILON,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    dropout=0.0,
+    input_normalization="imagenet",
+    default_size=224,
+    name="mobilenetv1",
+):
+    """Builds a MobileNet v1.
+
+    Args:
+        blocks: The depthwise-separable blocks, one `{"filters", "stride"}` dict each (widths
+            at multiplier 1; strides 1 or 2).
+        width_multiplier: The paper's alpha: scales every width, stem included.
+        depth_multiplier: Output channels per input channel of each depthwise conv (as in
+            keras.applications; the paper's second multiplier is the input resolution).
+        width_rounding: `"divisible"` (timm: nearest multiple of 8) or `"truncate"`
+            (keras.applications: `int(filters * alpha)`).
+        stem_filters: Filters of the stride-2 3x3 stem conv at multiplier 1.
+        activation: `"relu6"` (timm, keras.applications) or `"relu"` (the paper's figure).
+        padding: `"symmetric"` (PyTorch/timm) or `"same"` (keras.applications / TensorFlow).
+        bn_momentum: Batch-norm momentum (0.9 timm, 0.99 keras.applications).
+        bn_epsilon: Batch-norm epsilon (1e-5 timm, 1e-3 keras.applications).
+        include_top: Whether to include the classifier.
+        weights: `None` or a weights file path (named weights: `MobileNet(weights="imagenet")`).
+        input_tensor: Optional Keras tensor to use as the input.
+        input_shape: Optional `(height, width, channels)`.
+        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
+        classes: Number of classes.
+        classifier_activation: Activation of the classifier (`None` returns logits).
+        dropout: Dropout before the classifier (timm 0; keras.applications 1e-3).
+        input_normalization: How the model normalises its RGB [0, 255] input (see
+            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
+        default_size: Input size used when no `input_shape` is given.
+        name: Model name.
+
+    Returns:
+        A `keras.Model`.
+    """
+    valid_blocks = isinstance(blocks, (list, tuple)) and len(blocks) > 0 and all(
+        isinstance(b, dict) and set(b) == {"filters", "stride"} and b["stride"] in (1, 2)
+        and isinstance(b["filters"], int) and not isinstance(b["filters"], bool) and b["filters"] >= 1
+        for b in blocks
+    )
+    if not valid_blocks:
+        raise ValueError(
+            "`blocks` must be a non-empty sequence of {'filters': int >= 1, 'stride': 1 or 2} "
+            f"dicts, received blocks={blocks!r}"
+        )
+    if (isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float))
+            or not width_multiplier > 0):
+        raise ValueError(
+            f"`width_multiplier` must be a number > 0, received width_multiplier={width_multiplier!r}"
+        )
+    check_positive_int("depth_multiplier", depth_multiplier)
+    check_choice("width_rounding", width_rounding, ("divisible", "truncate"))
+    check_positive_int("stem_filters", stem_filters)
+    check_choice("activation", activation, ("relu6", "relu"))
+    check_choice("padding", padding, ("symmetric", "same"))
+    check_rate("bn_momentum", bn_momentum)
+    if isinstance(bn_epsilon, bool) or not isinstance(bn_epsilon, (int, float)) or not bn_epsilon > 0:
+        raise ValueError(f"`bn_epsilon` must be a number > 0, received bn_epsilon={bn_epsilon!r}")
+    check_positive_int("default_size", default_size)
+
+    total_stride = STEM_STRIDE
+    for block in blocks:
+        total_stride *= block["stride"]
+    bn = {"bn_momentum": bn_momentum, "bn_epsilon": bn_epsilon}
+
+    def features(x):
+        x = conv_bn_act(x, scaled_width(stem_filters, width_multiplier, width_rounding),
+                        KERNEL_SIZE, strides=STEM_STRIDE, padding=padding, activation=activation,
+                        name="stem", **bn)
+        for index, block in enumerate(blocks, start=1):
+            x = depthwise_separable_block(
+                x,
+                scaled_width(block["filters"], width_multiplier, width_rounding),
+                strides=block["stride"],
+                depth_multiplier=depth_multiplier,
+                padding=padding,
+                activation=activation,
+                name=f"block{index}",
+                **bn,
+            )
+        return x
+
+    return build_classifier(
+        features,
+        name=name,
+        default_size=default_size,
+        min_size=total_stride,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        input_normalization=input_normalization,
+    )
+
+
+__all__ = ["MobileNetV1"] + register_variants(
+    MobileNetV1,
+    VARIANTS,
+    family="mobilenet",
+    paper=PAPER,
+    namespace=globals(),
+)
