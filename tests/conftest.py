@@ -14,8 +14,14 @@ import keras_cnn  # noqa: E402
 LARGE_MODELS = {"senet154", "wide_resnet101_2", "resnext101_32x8d", "resnext101_64x4d"}
 
 
+# Inception-v3's valid-padded stem and grid reductions need >= 75 px (as torchvision).
+MIN_TEST_SIZE = {"inception_v3": 75, "se_inception_v3": 75}
+
+
 def small_input_size(name):
     """The smallest sensible test resolution for a registered model (2x2 last map)."""
+    if name in MIN_TEST_SIZE:
+        return MIN_TEST_SIZE[name]
     return 32 if keras_cnn.get_model_info(name).default_size <= 32 else 64
 
 

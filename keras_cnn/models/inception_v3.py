@@ -1,0 +1,407 @@
+"""Inception-v3 and SE-Inception-v3, from one configurable builder.
+
+Reference: Szegedy et al., "Rethinking the Inception Architecture for Computer Vision",
+CVPR 2016. The layout (branch widths, the extra 5x5 branch of the 35x35 modules, the
+auxiliary head on Mixed_6e) is TF-slim's, which torchvision and keras.applications share.
+SE variant: Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018 (SE-Inception: SE on
+the output of every Inception module, their Fig. 2).
+
+Every module is a row of `MODULES`; its branches come from one spec per module type and
+one generic `inception_module` builds them all. Parameter counts equal torchvision's
+`inception_v3` with and without the auxiliary head (see `tests/test_inception_v3.py`).
+"""
+
+import dataclasses
+
+import keras
+from keras import layers, ops
+
+from keras_cnn.layers import conv_bn_act, squeeze_excite
+from keras_cnn.layers.conv_bn_act import BN_MOMENTUM
+from keras_cnn.models.base import build_classifier, check_rate, head_dtype
+from keras_cnn.registry import register_variants
+from keras_cnn.weights.keras_applications import KerasApplicationsPort
+
+# torchvision's BasicConv2d and keras.applications' conv2d_bn both use TF-slim's epsilon, so
+# keras.applications' statistics port without an epsilon correction.
+BN_EPSILON = 1e-3
+SAME, VALID = "same", "valid"
+POOL_SIZE = 3  # every pool inside the network is 3x3
+REDUCTION_STRIDE = 2  # stem pools and the grid-reduction modules (Mixed_6a, Mixed_7a)
+
+# The auxiliary classifier of torchvision's InceptionAux: pool 17x17 -> 5x5, 1x1 conv to
+# 128, 5x5 conv to 768 (a 1x1 map at 299 px), classifier.
+AUX_GRID = 5
+AUX_REDUCE_FILTERS = 128
+AUX_FILTERS = 768
+AUX_AFTER = "mixed_6e"
+# TF-slim's train_image_classifier.py adds the aux cross-entropy with weight 0.4 (as does
+# PyTorch's Inception-v3 fine-tuning recipe); the GoogLeNet 0.3 does not apply here.
+AUX_LOSS_WEIGHT = 0.4
+
+SE_REDUCTION = 1 / 16  # SENet's r = 16
+
+# The smallest input for which every valid-padded stride-2 layer still has an output
+# (the last grid reduction needs a 3x3 map): torchvision/keras.applications' 75 px.
+MIN_SIZE = 75
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    """A conv-BN-ReLU step of a branch (`kernel` may be rectangular, e.g. `(1, 7)`)."""
+
+    filters: int
+    kernel: int | tuple = 1
+    strides: int = 1
+    padding: str = SAME
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    """A pooling step: `"avg"` keeps the grid (3x3/1, same), `"max"` halves it (3x3/2, valid)."""
+
+    mode: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Fork:
+    """Parallel convs on the same input, concatenated (the 1x3 / 3x1 pairs of Mixed_7b/c)."""
+
+    convs: tuple
+
+
+AVG_POOL, MAX_POOL = Pool("avg"), Pool("max")
+
+
+def _reduce(filters, kernel=3):
+    """A stride-2 valid conv of the grid-reduction modules."""
+    return Conv(filters, kernel, strides=REDUCTION_STRIDE, padding=VALID)
+
+
+# Branches of each module type, `{branch name: steps}`, in torchvision's (and
+# keras.applications') creation order: the weights port pairs layers by that order.
+def _inception_a(pool_filters):
+    """35x35 module (Mixed_5b/c/d)."""
+    return {
+        "branch1x1": (Conv(64),),
+        "branch5x5": (Conv(48), Conv(64, 5)),
+        "branch3x3dbl": (Conv(64), Conv(96, 3), Conv(96, 3)),
+        "branch_pool": (AVG_POOL, Conv(pool_filters)),
+    }
+
+
+def _inception_b():
+    """35x35 -> 17x17 grid reduction (Mixed_6a; paper Fig. 10)."""
+    return {
+        "branch3x3": (_reduce(384),),
+        "branch3x3dbl": (Conv(64), Conv(96, 3), _reduce(96)),
+        "branch_pool": (MAX_POOL,),
+    }
+
+
+def _inception_c(channels_7x7):
+    """17x17 module with 7x7 convs factorised into 1x7 and 7x1 (Mixed_6b..e; paper Fig. 6)."""
+    c7 = channels_7x7
+    return {
+        "branch1x1": (Conv(192),),
+        "branch7x7": (Conv(c7), Conv(c7, (1, 7)), Conv(192, (7, 1))),
+        "branch7x7dbl": (Conv(c7), Conv(c7, (7, 1)), Conv(c7, (1, 7)), Conv(c7, (7, 1)),
+                         Conv(192, (1, 7))),
+        "branch_pool": (AVG_POOL, Conv(192)),
+    }
+
+
+def _inception_d():
+    """17x17 -> 8x8 grid reduction (Mixed_7a)."""
+    return {
+        "branch3x3": (Conv(192), _reduce(320)),
+        "branch7x7x3": (Conv(192), Conv(192, (1, 7)), Conv(192, (7, 1)), _reduce(192)),
+        "branch_pool": (MAX_POOL,),
+    }
+
+
+def _inception_e():
+    """8x8 module with expanded 1x3 / 3x1 outputs (Mixed_7b/c; paper Fig. 7)."""
+    split = Fork((Conv(384, (1, 3)), Conv(384, (3, 1))))
+    return {
+        "branch1x1": (Conv(320),),
+        "branch3x3": (Conv(384), split),
+        "branch3x3dbl": (Conv(448), Conv(384, 3), split),
+        "branch_pool": (AVG_POOL, Conv(192)),
+    }
+
+
+MODULE_TYPES = {"a": _inception_a, "b": _inception_b, "c": _inception_c, "d": _inception_d,
+                "e": _inception_e}
+
+# The stem (torchvision's Conv2d_1a_3x3 ... maxpool2): 299 -> 35x35x192.
+STEM = (
+    ("1a", Conv(32, 3, strides=REDUCTION_STRIDE, padding=VALID)),
+    ("2a", Conv(32, 3, padding=VALID)),
+    ("2b", Conv(64, 3)),
+    ("pool1", MAX_POOL),
+    ("3b", Conv(80)),
+    ("4a", Conv(192, 3, padding=VALID)),
+    ("pool2", MAX_POOL),
+)
+
+# One row per Inception module, in network order (torchvision's Mixed_* names).
+MODULES = (
+    {"name": "mixed_5b", "type": "a", "args": {"pool_filters": 32}},
+    {"name": "mixed_5c", "type": "a", "args": {"pool_filters": 64}},
+    {"name": "mixed_5d", "type": "a", "args": {"pool_filters": 64}},
+    {"name": "mixed_6a", "type": "b", "args": {}},
+    {"name": "mixed_6b", "type": "c", "args": {"channels_7x7": 128}},
+    {"name": "mixed_6c", "type": "c", "args": {"channels_7x7": 160}},
+    {"name": "mixed_6d", "type": "c", "args": {"channels_7x7": 160}},
+    {"name": "mixed_6e", "type": "c", "args": {"channels_7x7": 192}},
+    {"name": "mixed_7a", "type": "d", "args": {}},
+    {"name": "mixed_7b", "type": "e", "args": {}},
+    {"name": "mixed_7c", "type": "e", "args": {}},
+)
+
+# keras.applications' InceptionV3 (weights trained on "tf" [-1, 1] input) auto-numbers its
+# layers (`conv2d_37`), so its weighted layers are paired with ours in creation order.
+KERAS_APPLICATIONS = {
+    "InceptionV3": KerasApplicationsPort(
+        "inception_v3", "tf", keras_name="inception_v3", builder_args={"aux_logits": False},
+        match="order",
+    ),
+}
+
+TV = "torchvision"
+SENET = "SENet (Hu et al., 2018)"
+
+VARIANTS = [
+    {"name": "inception_v3", "builder_name": "InceptionV3",
+     "config": {"default_size": 299},
+     "variant": "Inception-v3 with the auxiliary classifier on Mixed_6e (torchvision's "
+                "aux_logits=True; aux_logits=False is keras.applications.InceptionV3)",
+     "reference": f"{TV} inception_v3", "pretrained": ("imagenet",)},
+    {"name": "se_inception_v3", "builder_name": "SEInceptionV3",
+     "config": {"se_ratio": SE_REDUCTION, "default_size": 299},
+     "variant": "SE-Inception-v3: Inception-v3 with SE (r=16) on every Inception module output",
+     "reference": f"{TV} inception_v3 + SE blocks (C/16 bottleneck, biased 1x1 convs)",
+     "paper": SENET},
+]
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class InceptionAuxPooling(layers.Layer):
+    """Average pooling to a fixed `grid x grid` output, for any input size.
+
+    For inputs of at least `grid` pixels the windows have stride `s = size // grid` and
+    size `size - (grid - 1) * s`: at 17x17 (299 px input) that is exactly torchvision's
+    5x5/3 `avg_pool2d` of InceptionAux. Smaller maps (small inputs) use PyTorch's
+    adaptive-pooling bins, which may overlap, so the aux head works at every input size the
+    network accepts.
+
+    Args:
+        grid: Output height and width.
+        **kwargs: `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, grid=AUX_GRID, **kwargs):
+        super().__init__(**kwargs)
+        self.grid = int(grid)
+
+    def _pooling_matrix(self, size, dtype):
+        # (grid, size) matrix averaging each window; built with ops so sizes may be dynamic.
+        grid = self.grid
+        index = ops.arange(grid, dtype="int32")
+        size = ops.cast(size, "int32")
+        stride = size // grid
+        large = size >= grid
+        start = ops.where(large, index * stride, (index * size) // grid)
+        end = ops.where(large, start + size - (grid - 1) * stride,
+                        ((index + 1) * size + grid - 1) // grid)
+        position = ops.arange(size, dtype="int32")
+        mask = ops.logical_and(position[None, :] >= start[:, None],
+                               position[None, :] < end[:, None])
+        mask = ops.cast(mask, dtype)
+        return mask / ops.sum(mask, axis=1, keepdims=True)
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        rows = self._pooling_matrix(shape[1], inputs.dtype)
+        cols = self._pooling_matrix(shape[2], inputs.dtype)
+        x = ops.einsum("ih,bhwc->biwc", rows, inputs)
+        return ops.einsum("jw,biwc->bijc", cols, x)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.grid, self.grid, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "grid": self.grid}
+
+
+def _conv(x, spec, name):
+    return conv_bn_act(x, spec.filters, spec.kernel, strides=spec.strides, padding=spec.padding,
+                       bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON, name=name)
+
+
+def _pool(x, spec, name):
+    if spec.mode == "avg":
+        # padding="same" averages only real pixels, as TF-slim/keras.applications (whose
+        # weights these are); torchvision's avg_pool2d(padding=1) also counts the zeros.
+        return layers.AveragePooling2D(POOL_SIZE, 1, padding=SAME, name=f"{name}_avg")(x)
+    return layers.MaxPooling2D(POOL_SIZE, REDUCTION_STRIDE, name=f"{name}_max")(x)
+
+
+def inception_branch(x, steps, *, name):
+    """One branch: conv/pool steps in sequence; a `Fork` ends it with parallel convs.
+
+    Convs are named as torchvision's: `branch5x5_1`, `branch5x5_2`, a fork's `_2a`/`_2b`;
+    a single-conv branch keeps the bare branch name (`branch1x1`, `branch_pool`).
+
+    Args:
+        x: Input tensor.
+        steps: Sequence of `Conv`, `Pool` and (last) `Fork` steps.
+        name: Branch name prefix (`"mixed_5b_branch5x5"`).
+
+    Returns:
+        Output tensor.
+    """
+    convs = [s for s in steps if not isinstance(s, Pool)]
+    index = 0
+    for step in steps:
+        if isinstance(step, Pool):
+            x = _pool(x, step, name)
+            continue
+        index += 1
+        tag = name if len(convs) == 1 else f"{name}_{index}"
+        if isinstance(step, Fork):
+            outputs = [_conv(x, conv, f"{tag}{chr(ord('a') + i)}") for i, conv in enumerate(step.convs)]
+            x = layers.Concatenate(name=f"{name}_concat")(outputs)
+        else:
+            x = _conv(x, step, tag)
+    return x
+
+
+def inception_module(x, branches, *, se_ratio=0.0, name):
+    """An Inception module: parallel branches, concatenated, then optional SE.
+
+    Args:
+        x: Input tensor.
+        branches: `{branch name: steps}` (see `inception_branch`), in creation order.
+        se_ratio: Squeeze-and-excitation ratio on the module output (0 disables SE).
+        name: Module name (`"mixed_5b"`).
+
+    Returns:
+        Output tensor.
+    """
+    outputs = [inception_branch(x, steps, name=f"{name}_{branch}")
+               for branch, steps in branches.items()]
+    x = layers.Concatenate(name=f"{name}_concat")(outputs)
+    if se_ratio:
+        channels = x.shape[-1]
+        x = squeeze_excite(x, max(1, round(channels * se_ratio)), name=f"{name}_se")
+    return x
+
+
+def inception_aux(x, *, classes, classifier_activation, name="aux"):
+    """torchvision's InceptionAux: pool to 5x5, 1x1 conv, 5x5 conv, global pool, classifier.
+
+    Args:
+        x: The Mixed_6e feature map.
+        classes: Number of classes.
+        classifier_activation: Activation of `aux_predictions` (the main head's).
+        name: Layer name prefix.
+
+    Returns:
+        The auxiliary class scores (`aux_predictions`).
+    """
+    x = InceptionAuxPooling(AUX_GRID, name=f"{name}_pool")(x)
+    x = _conv(x, Conv(AUX_REDUCE_FILTERS), f"{name}_conv0")
+    x = _conv(x, Conv(AUX_FILTERS, AUX_GRID, padding=VALID), f"{name}_conv1")
+    x = layers.GlobalAveragePooling2D(name=f"{name}_avg_pool")(x)
+    return layers.Dense(classes, activation=classifier_activation, dtype=head_dtype(),
+                        name=f"{name}_predictions")(x)
+
+
+def InceptionV3(
+    *,
+    aux_logits=True,
+    se_ratio=0.0,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    dropout=0.5,
+    input_normalization="imagenet",
+    default_size=299,
+    name="inception_v3",
+):
+    """Builds Inception-v3 or SE-Inception-v3.
+
+    Args:
+        aux_logits: Add the auxiliary classifier on Mixed_6e (with `include_top`): the model
+            then returns `(main, aux)` when called with `training=True` and only `main`
+            otherwise; `model.fit` adds the aux loss with weight 0.4.
+        se_ratio: Squeeze-and-excitation ratio on every Inception module output (`1/16` in
+            SE-Inception-v3); 0 disables SE.
+        include_top: Whether to include the classifier.
+        weights: `None` or a weights file path (named weights: use a registered builder
+            such as `keras_cnn.InceptionV3(weights="imagenet")`).
+        input_tensor: Optional Keras tensor to use as the input.
+        input_shape: Optional `(height, width, channels)`; spatial sizes must be >= 75.
+        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
+        classes: Number of classes.
+        classifier_activation: Activation of both classifiers (`None` returns logits).
+        dropout: Dropout before the main classifier (torchvision: 0.5).
+        input_normalization: How the model normalises its RGB [0, 255] input (see
+            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
+        default_size: Input size used when no `input_shape` is given.
+        name: Model name.
+
+    Returns:
+        A `keras.Model` (an `AuxiliaryOutputsModel` with the auxiliary classifier).
+    """
+    if not isinstance(aux_logits, bool):
+        raise ValueError(f"`aux_logits` must be True or False, received aux_logits={aux_logits!r}")
+    check_rate("se_ratio", se_ratio)
+    with_aux = aux_logits and include_top is True
+
+    def features(x):
+        for tag, step in STEM:
+            x = _pool(x, step, f"stem_{tag}") if isinstance(step, Pool) else _conv(x, step, f"stem_{tag}")
+        aux = []
+        for row in MODULES:
+            branches = MODULE_TYPES[row["type"]](**row["args"])
+            x = inception_module(x, branches, se_ratio=se_ratio, name=row["name"])
+            if with_aux and row["name"] == AUX_AFTER:
+                aux.append(inception_aux(x, classes=classes,
+                                         classifier_activation=classifier_activation))
+        return (x, aux) if aux else x
+
+    return build_classifier(
+        features,
+        name=name,
+        default_size=default_size,
+        min_size=MIN_SIZE,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        input_normalization=input_normalization,
+        aux_loss_weights=(AUX_LOSS_WEIGHT,),
+    )
+
+
+# The `inception_v3` row is exported as `InceptionV3`, keras.applications' spelling: the
+# registered builder (the generic one plus named weights) takes that name over, so
+# `InceptionV3(weights="imagenet")` works and `__all__` holds it once.
+__all__ = register_variants(
+    InceptionV3,
+    VARIANTS,
+    family="inception_v3",
+    paper="Rethinking the Inception Architecture for Computer Vision (Szegedy et al., 2016)",
+    namespace=globals(),
+)
