@@ -11,7 +11,10 @@ import keras_cnn  # noqa: E402
 
 # Models this large take >30 s each in the registry-wide tests here; CI runs them,
 # `-m "not slow"` skips them.
-LARGE_MODELS = {"senet154", "wide_resnet101_2", "resnext101_32x8d", "resnext101_64x4d"}
+LARGE_MODELS = {
+    "senet154", "wide_resnet101_2", "resnext101_32x8d", "resnext101_64x4d",
+    *(f"vgg{depth}{bn}" for depth in (11, 13, 16, 19) for bn in ("", "_bn")),
+}
 
 
 # Inception-v3's valid-padded stem and grid reductions need >= 75 px (as torchvision).

@@ -95,6 +95,14 @@ EXTRA_REFERENCE = {
     "resnet34d": 21816904,  # timm
     "resnet200": 64673832,  # timm
     "wrn_28_2": 1467610,  # Meta Pseudo Labels / FixMatch WRN-28-2, 10 classes
+    "vgg11_bn": 132868840,  # torchvision
+    "vgg13_bn": 133053736,  # torchvision
+    "vgg19_bn": 143678248,  # torchvision
+    "alexnet_paper": 60965224,  # Caffe bvlc_alexnet (grouped conv2/4/5)
+    "squeezenet1_0_bypass": 1248424,  # torchvision squeezenet1_0: identity bypasses add nothing
+    "mobilenetv1_125": 6270840,  # timm mobilenetv1_125 (model card: 6.27 M)
+    "mobilenetv1_075": 2585560,  # keras.applications MobileNet(alpha=0.75); paper: 2.6 M
+    "mobilenetv1_050": 1331592,  # keras.applications MobileNet(alpha=0.5); paper: 1.3 M
 }
 
 
