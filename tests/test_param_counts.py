@@ -103,6 +103,9 @@ EXTRA_REFERENCE = {
     "mobilenetv1_125": 6270840,  # timm mobilenetv1_125 (model card: 6.27 M)
     "mobilenetv1_075": 2585560,  # keras.applications MobileNet(alpha=0.75); paper: 2.6 M
     "mobilenetv1_050": 1331592,  # keras.applications MobileNet(alpha=0.5); paper: 1.3 M
+    "densenet264": 33337704,  # lucid densenet_264; Paddle's 33.74 M includes BN statistics
+    "densenet_bc_100_12": 769162,  # osmr/imgclsmob CIFAR-10 DenseNet-BC-100 (k=12); paper 0.8 M
+    "densenet_bc_250_24": 15324406,  # osmr/imgclsmob CIFAR-10 DenseNet-BC-250 (k=24); paper 15.3 M
 }
 
 
