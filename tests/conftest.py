@@ -15,6 +15,7 @@ LARGE_MODELS = {
     "senet154", "wide_resnet101_2", "resnext101_32x8d", "resnext101_64x4d",
     *(f"vgg{depth}{bn}" for depth in (11, 13, 16, 19) for bn in ("", "_bn")),
     "densenet264", "densenet_bc_250_24",
+    "efficientnet_b7", "efficientnet_l2", "efficientnet_b6_wide",
 }
 
 

@@ -14,6 +14,7 @@ keras_cnn model; a "caffe" model's BGR channel order is folded into its first co
 """
 
 import dataclasses
+import fnmatch
 from collections.abc import Callable
 
 import keras
@@ -31,7 +32,9 @@ class KerasApplicationsPort:
             keras.applications model returning one).
         bgr_conv: Layer whose input channels are reversed (weights trained on BGR input).
         skip_source_layers: keras.applications layers with weights that have no
-            counterpart because the preprocessing absorbed them.
+            counterpart because the preprocessing absorbed them: names or shell-style
+            patterns (keras.applications leaves preprocessing layers unnamed, so Keras numbers
+            them per session: `"normalization*"`).
         keras_name: The keras.applications `model.name`, when not `ctor.lower()`; or a
             predicate of the name, for constructors that encode their configuration in it
             (MobileNet's `mobilenet_1.00_224`).
@@ -69,6 +72,10 @@ def keras_applications_ports():
     return {ctor: (port, layer_map) for ctor, port, layer_map in _family_tables()}
 
 
+def _skipped(name, skip_source_layers):
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in skip_source_layers)
+
+
 def _weighted_layers(model):
     return [layer for layer in model.layers if layer.weights]
 
@@ -80,7 +87,7 @@ def transfer_weights(source, target, name_map, *, skip_source_layers=(), bgr_con
         source: The keras.applications model.
         target: The keras_cnn model of the same architecture.
         name_map: Maps a target layer name to the source layer name.
-        skip_source_layers: Source layers that are deliberately left out.
+        skip_source_layers: Names or shell-style patterns of source layers deliberately left out.
         bgr_conv: Target layer whose kernel's input channels are reversed.
 
     Returns:
@@ -91,7 +98,7 @@ def transfer_weights(source, target, name_map, *, skip_source_layers=(), bgr_con
     """
     source_layers = {
         layer.name: layer for layer in _weighted_layers(source)
-        if layer.name not in skip_source_layers
+        if not _skipped(layer.name, skip_source_layers)
     }
     used = set()
     pending_bias = {}
@@ -179,7 +186,8 @@ def _port_for(ctor):
 
 
 def _order_map(source, target, skip_source_layers):
-    sources = [layer for layer in _weighted_layers(source) if layer.name not in skip_source_layers]
+    sources = [layer for layer in _weighted_layers(source)
+               if not _skipped(layer.name, skip_source_layers)]
     targets = _weighted_layers(target)
     if len(sources) != len(targets):
         raise ValueError(
