@@ -96,6 +96,14 @@ def test_lenet5_layout_and_any_channel_count():
         keras_cnn.LeNet5(input_shape=(31, 32, 1))
 
 
+def test_alexnet_builder_names_follow_the_registry():
+    """The `alexnet` row keeps the plain name; the generic builder is `AlexNetFamily`."""
+    info = keras_cnn.get_model_info("alexnet")
+    assert info.builder is keras_cnn.AlexNet and info.builder_name == keras_cnn.AlexNet.__name__ == "AlexNet"
+    assert keras_cnn.AlexNet.__wrapped__ is keras_cnn.AlexNetFamily is alexnet.AlexNetFamily
+    assert alexnet.__all__ == ["AlexNetFamily", "AlexNet", "AlexNetPaper"]
+
+
 def test_alexnet_torchvision_layout():
     model = keras_cnn.AlexNet(classes=10, fc_units=(32, 32))  # narrow top: a cheap build
     spatial = [model.get_layer(n).output.shape[1] for n in

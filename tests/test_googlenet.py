@@ -1,16 +1,16 @@
-"""GoogLeNet specifics: parameter parity, the inception cost example, the ceil-mode pools,
-the auxiliary classifiers in training and under `model.fit`, SE-Inception."""
+"""GoogLeNet specifics: builder names, parameter parity, the inception cost example, the
+ceil-mode pools and aux-head pooling in the model (the layers themselves: test_layers.py), the
+auxiliary classifiers in training and under `model.fit`, SE-Inception."""
 
 import math
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_cnn
 from keras_cnn.models import googlenet
-from keras_cnn.models.googlenet import INCEPTION_V1, GridAveragePooling2D, inception_module
+from keras_cnn.models.googlenet import INCEPTION_V1, inception_module
 from keras_cnn.utils import count_macs, count_params
 
 TORCHVISION_PARAMS = {True: 13_004_888, False: 6_624_904}  # torchvision googlenet, aux_logits=
@@ -32,9 +32,20 @@ def _paper_aux_params(classes=1000):
     return sum(c * 128 + 128 + fcs for c in channels)
 
 
+def test_builder_names_follow_the_registry():
+    """The `googlenet` row keeps the plain name; the generic builder is `GoogLeNetFamily`."""
+    info = keras_cnn.get_model_info("googlenet")
+    assert info.builder is keras_cnn.GoogLeNet and info.builder_name == keras_cnn.GoogLeNet.__name__ == "GoogLeNet"
+    assert keras_cnn.GoogLeNet.__wrapped__ is keras_cnn.GoogLeNetFamily is googlenet.GoogLeNetFamily
+    assert googlenet.__all__ == ["GoogLeNetFamily", "GoogLeNet", "GoogLeNetPaper", "SEGoogLeNet"]
+    assert not hasattr(keras_cnn, "GoogLeNetTorchvision")
+    # The generic builder's defaults are the paper's network.
+    assert count_params(keras_cnn.GoogLeNetFamily(input_shape=(64, 64, 3))) == 13_378_280
+
+
 @pytest.mark.parametrize("aux_logits", [True, False])
 def test_torchvision_googlenet_params_equal_torchvision(aux_logits):
-    model = keras_cnn.GoogLeNetTorchvision(input_shape=(64, 64, 3), aux_logits=aux_logits)
+    model = keras_cnn.GoogLeNet(input_shape=(64, 64, 3), aux_logits=aux_logits)
     assert count_params(model) == TORCHVISION_PARAMS[aux_logits]
 
 
@@ -59,7 +70,7 @@ def test_paper_params_are_the_torchvision_ones_with_5x5_convs_and_biases_for_bn(
 
 
 def test_macs_equal_torchvision_without_aux_heads():
-    model = keras_cnn.GoogLeNetTorchvision(aux_logits=False)
+    model = keras_cnn.GoogLeNet(aux_logits=False)
     assert count_macs(model) / 1e9 == pytest.approx(TORCHVISION_GMACS, rel=0.01)
 
 
@@ -90,18 +101,19 @@ def _torch_ceil_pool(size, kernel, stride=2):
 
 @pytest.mark.parametrize("size", [224, 97])
 def test_max_pools_have_torchvision_ceil_mode_sizes(size):
-    model = keras_cnn.GoogLeNetTorchvision(include_top=False, input_shape=(size, size, 3))
+    model = keras_cnn.GoogLeNet(include_top=False, input_shape=(size, size, 3))
     expected = (size + 2 * 3 - 7) // 2 + 1  # conv1: 7x7/2, padding 3
     for index, kernel in enumerate(googlenet.TORCHVISION_POOL_SIZES, start=1):
         pool = model.get_layer(f"pool{index}")
-        assert pool.pool_size == (kernel, kernel)
+        assert isinstance(pool, keras_cnn.layers.CeilModeMaxPooling2D)
+        assert (pool.pool_size, pool.strides) == (kernel, 2)
         expected = _torch_ceil_pool(expected, kernel)
         assert pool.output.shape[1:3] == (expected, expected)
     assert model.output.shape[1:] == (expected, expected, 1024)
 
 
 def test_torchvision_and_paper_layouts():
-    tv = keras_cnn.GoogLeNetTorchvision(input_shape=(64, 64, 3), classes=5)
+    tv = keras_cnn.GoogLeNet(input_shape=(64, 64, 3), classes=5)
     paper = keras_cnn.GoogLeNetPaper(input_shape=(64, 64, 3), classes=5)
     assert tv.get_layer("inception3a_branch3_conv").kernel_size == (3, 3)
     assert paper.get_layer("inception3a_branch3_conv").kernel_size == (5, 5)
@@ -119,44 +131,26 @@ def test_torchvision_and_paper_layouts():
     assert tv.get_layer("head_dropout").rate == 0.2 and paper.get_layer("head_dropout").rate == 0.4
     for model, windows in ((tv, "adaptive"), (paper, "overlapping")):
         assert model.get_layer("aux1_dropout").rate == 0.7
-        assert model.get_layer("aux1_pool").windows == windows
+        assert isinstance(model.get_layer("aux1_pool"), keras_cnn.layers.GridAveragePooling2D)
+        assert (model.get_layer("aux1_pool").grid_size, model.get_layer("aux1_pool").windows) == (4, windows)
         assert model.get_layer("aux1_pool").input is model.get_layer("inception4a_concat").output
         assert model.get_layer("aux2_pool").input is model.get_layer("inception4d_concat").output
         assert model.get_layer("aux1_predictions").units == 5
 
 
-@pytest.mark.parametrize("shape", [(14, 14), (4, 4), (2, 3), (7, 9), (17, 5)])
-def test_grid_pooling_is_torch_adaptive_average_pooling(shape, rng):
-    x = rng.normal(size=(2, *shape, 3)).astype("float32")
-    expected = np.zeros((2, 4, 4, 3))
-    for i in range(4):
-        rows = slice(i * shape[0] // 4, -(-(i + 1) * shape[0] // 4))
-        for j in range(4):
-            cols = slice(j * shape[1] // 4, -(-(j + 1) * shape[1] // 4))
-            expected[:, i, j] = x[:, rows, cols].mean(axis=(1, 2))
-    np.testing.assert_allclose(GridAveragePooling2D(4)(x), expected, atol=1e-5)
-
-
-def test_grid_pooling_works_on_free_sizes_in_a_graph(rng):
-    layer = GridAveragePooling2D(4)
-    graph = tf.function(layer, input_signature=[tf.TensorSpec((None, None, None, 2), "float32")])
-    for shape in ((14, 14), (3, 6)):
-        x = rng.normal(size=(1, *shape, 2)).astype("float32")
-        np.testing.assert_allclose(graph(x), layer(x), atol=1e-6)
-
-
-def test_overlapping_grid_pooling_is_the_papers_5x5_stride_3_at_14px(rng):
-    x = rng.normal(size=(2, 14, 14, 3)).astype("float32")
-    expected = keras.layers.AveragePooling2D(5, 3)(x)
-    np.testing.assert_allclose(GridAveragePooling2D(4, "overlapping")(x), expected, atol=1e-5)
-    small = rng.normal(size=(1, 4, 4, 3)).astype("float32")
-    np.testing.assert_allclose(GridAveragePooling2D(4, "overlapping")(small), small, atol=1e-6)
+def test_paper_aux_pool_is_5x5_stride_3_at_224(rng):
+    paper = keras_cnn.GoogLeNetPaper()
+    for head in ("aux1", "aux2"):
+        pool = paper.get_layer(f"{head}_pool")
+        assert tuple(pool.input.shape[1:3]) == (14, 14) and tuple(pool.output.shape[1:3]) == (4, 4)
+        x = rng.normal(size=(1, *pool.input.shape[1:])).astype("float32")
+        np.testing.assert_allclose(pool(x), keras.layers.AveragePooling2D(5, 3)(x), atol=1e-6)
 
 
 @pytest.fixture(scope="module")
 def small_googlenet():
     keras.utils.set_random_seed(0)
-    return keras_cnn.GoogLeNetTorchvision(input_shape=(32, 32, 3), classes=3, dropout=0.0, aux_dropout=0.0)
+    return keras_cnn.GoogLeNet(input_shape=(32, 32, 3), classes=3, dropout=0.0, aux_dropout=0.0)
 
 
 def test_aux_outputs_only_in_training(small_googlenet, rng, tmp_path):
@@ -181,17 +175,17 @@ def test_aux_outputs_only_in_training(small_googlenet, rng, tmp_path):
 
 
 def test_feature_extractor_has_no_aux_heads():
-    model = keras_cnn.GoogLeNetTorchvision(include_top=False, input_shape=(64, 64, 3))
+    model = keras_cnn.GoogLeNet(include_top=False, input_shape=(64, 64, 3))
     assert not isinstance(model, keras_cnn.models.base.AuxiliaryOutputsModel)
     assert not any(layer.name.startswith("aux") for layer in model.layers)
-    without = keras_cnn.GoogLeNetTorchvision(input_shape=(64, 64, 3), aux_logits=False)
+    without = keras_cnn.GoogLeNet(input_shape=(64, 64, 3), aux_logits=False)
     assert not isinstance(without, keras_cnn.models.base.AuxiliaryOutputsModel)
     assert not any(layer.name.startswith("aux") for layer in without.layers)
 
 
 def test_aux_heads_are_float32_under_mixed_precision():
     keras.mixed_precision.set_global_policy("mixed_float16")
-    model = keras_cnn.GoogLeNetTorchvision(input_shape=(32, 32, 3), classes=3)
+    model = keras_cnn.GoogLeNet(input_shape=(32, 32, 3), classes=3)
     for layer in ("predictions", "aux1_predictions", "aux2_predictions"):
         assert model.get_layer(layer).compute_dtype == "float32"
     outputs = model(np.zeros((1, 32, 32, 3), "float32"), training=True)
@@ -216,7 +210,7 @@ def test_fit_loss_is_main_plus_0_3_times_each_aux_loss_and_goes_down(small_googl
 
 
 def test_se_adds_exactly_the_squeeze_excite_params():
-    base = keras_cnn.GoogLeNetTorchvision(input_shape=(64, 64, 3))
+    base = keras_cnn.GoogLeNet(input_shape=(64, 64, 3))
     se = keras_cnn.SEGoogLeNet(input_shape=(64, 64, 3))
     # Per module output of C channels: reduce conv C -> C/16 and expand conv C/16 -> C, with biases.
     expected = sum(2 * c * (c // 16) + c // 16 + c for c in _module_output_channels())
@@ -247,13 +241,5 @@ def test_se_adds_exactly_the_squeeze_excite_params():
 )
 def test_bad_arguments_name_the_argument(kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`.*{argument}="):
-        keras_cnn.GoogLeNet(**kwargs)
+        keras_cnn.GoogLeNetFamily(**kwargs)
 
-
-def test_grid_pooling_arguments_and_config():
-    with pytest.raises(ValueError, match="windows"):
-        GridAveragePooling2D(4, windows="max")
-    with pytest.raises(ValueError, match="grid_size"):
-        GridAveragePooling2D(0)
-    layer = GridAveragePooling2D(3, windows="overlapping", name="p")
-    assert GridAveragePooling2D.from_config(layer.get_config()).get_config() == layer.get_config()

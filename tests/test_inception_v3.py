@@ -1,4 +1,5 @@
-"""Inception-v3 specifics: torchvision's layout, the auxiliary head, SE, the keras.applications port."""
+"""Inception-v3 specifics: builder names, torchvision's layout, the auxiliary head (its pooling
+layer: test_layers.py), SE, the keras.applications port."""
 
 import keras
 import numpy as np
@@ -35,6 +36,16 @@ def model():
 def model_299():
     """Built, never run: shapes at the reference resolution."""
     return keras_cnn.InceptionV3()
+
+
+def test_builder_names_follow_the_registry():
+    """The `inception_v3` row keeps the plain name; the generic builder is `InceptionV3Family`."""
+    info = keras_cnn.get_model_info("inception_v3")
+    assert info.builder is keras_cnn.InceptionV3
+    assert info.builder_name == keras_cnn.InceptionV3.__name__ == "InceptionV3"
+    assert keras_cnn.InceptionV3.__wrapped__ is keras_cnn.InceptionV3Family is iv3.InceptionV3Family
+    assert iv3.__all__ == ["InceptionV3Family", "InceptionV3", "SEInceptionV3"]
+    assert "InceptionV3Family" in keras_cnn.__all__
 
 
 def test_params_equal_torchvision_with_and_without_aux(model):
@@ -108,45 +119,18 @@ def test_no_aux_head_in_a_feature_extractor():
     assert model.output.shape == (None, 2048)
 
 
-def test_aux_head_is_torchvisions_at_299(model_299):
-    assert tuple(model_299.get_layer("aux_pool").output.shape[1:]) == (5, 5, 768)
+def test_aux_head_is_torchvisions_at_299(model_299, rng):
+    pool = model_299.get_layer("aux_pool")
+    assert isinstance(pool, keras_cnn.layers.GridAveragePooling2D)
+    assert (pool.grid_size, pool.windows) == (5, "overlapping")
+    assert tuple(pool.input.shape[1:]) == (17, 17, 768) and tuple(pool.output.shape[1:]) == (5, 5, 768)
+    # At 17x17 the windows are exactly torchvision's avg_pool2d(kernel_size=5, stride=3).
+    x = rng.normal(size=(1, 17, 17, 768)).astype("float32")
+    np.testing.assert_allclose(pool(x), keras.layers.AveragePooling2D(5, 3)(x), atol=1e-6)
     assert tuple(model_299.get_layer("aux_conv1_relu").output.shape[1:]) == (1, 1, 768)
     assert model_299.get_layer("aux_conv0_conv").filters == 128
     assert model_299.get_layer("aux_conv1_conv").kernel_size == (5, 5)
     assert model_299.get_layer("aux_conv1_bn").epsilon == 1e-3
-
-
-def test_aux_pooling_is_torchvisions_5x5_stride_3_at_17(rng):
-    x = rng.normal(size=(2, 17, 17, 4)).astype("float32")
-    expected = keras.layers.AveragePooling2D(5, 3)(x)
-    np.testing.assert_allclose(iv3.InceptionAuxPooling(5)(x), expected, atol=1e-6)
-
-
-@pytest.mark.parametrize("size, pool, stride", [(17, 5, 3), (5, 1, 1), (23, 7, 4), (30, 6, 6)])
-def test_aux_pooling_windows_at_least_5_pixels(size, pool, stride, rng):
-    # Stride size // 5, window size - 4 * stride: torchvision's 5x5/3 at 17, the same rule elsewhere.
-    x = rng.normal(size=(2, size, size, 3)).astype("float32")
-    expected = keras.layers.AveragePooling2D(pool, stride)(x)
-    np.testing.assert_allclose(iv3.InceptionAuxPooling(5)(x), expected, atol=1e-6)
-
-
-def _torch_adaptive_avg_pool(x, grid):
-    """PyTorch's adaptive_avg_pool2d bins: [floor(i*n/g), ceil((i+1)*n/g))."""
-    def bins(n):
-        return [(i * n // grid, -(-(i + 1) * n // grid)) for i in range(grid)]
-    return np.array([[[x[b, r0:r1, c0:c1].mean((0, 1)) for c0, c1 in bins(x.shape[2])]
-                      for r0, r1 in bins(x.shape[1])] for b in range(x.shape[0])])
-
-
-@pytest.mark.parametrize("height, width", [(1, 1), (3, 3), (2, 4), (4, 9)])
-def test_aux_pooling_below_5_pixels_is_adaptive_pooling(height, width, rng):
-    x = rng.normal(size=(2, height, width, 3)).astype("float32")
-    out = iv3.InceptionAuxPooling(5)(x)
-    assert tuple(out.shape) == (2, 5, 5, 3)
-    if width < 5:
-        np.testing.assert_allclose(out, _torch_adaptive_avg_pool(x, 5), atol=1e-6)
-    layer = iv3.InceptionAuxPooling.from_config(iv3.InceptionAuxPooling(5, name="p").get_config())
-    assert layer.grid == 5 and layer.name == "p"
 
 
 def test_aux_head_works_with_free_spatial_sizes(rng):

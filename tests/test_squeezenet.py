@@ -1,4 +1,5 @@
-"""SqueezeNet specifics: the Fire table, pool positions, ceil-mode pooling, bypasses, head."""
+"""SqueezeNet specifics: the Fire table, pool positions and sizes (the ceil-mode pooling layer
+itself: test_layers.py), bypasses, head."""
 
 import keras
 import numpy as np
@@ -21,26 +22,6 @@ def _inbound(model, name):
     return [t._keras_history.operation.name for t in node.input_tensors]
 
 
-def _torch_ceil_max_pool(x, size=3, stride=2):
-    """Reference: PyTorch MaxPool2d(3, 2, ceil_mode=True) on an (H, W, C) array."""
-    out_h, out_w = (-(-(n - size) // stride) + 1 for n in x.shape[:2])
-    out = np.empty((out_h, out_w, x.shape[2]), x.dtype)
-    for i in range(out_h):
-        for j in range(out_w):
-            out[i, j] = x[i * stride:i * stride + size, j * stride:j * stride + size].max((0, 1))
-    return out
-
-
-@pytest.mark.parametrize("height, width", [(13, 14), (27, 54), (3, 4)])
-def test_ceil_mode_pool_equals_pytorch(height, width, rng):
-    x = rng.normal(0, 1, (height, width, 4)).astype("float32")  # negative values too
-    pool = squeezenet.CeilModeMaxPooling2D()
-    np.testing.assert_array_equal(pool(x[None])[0], _torch_ceil_max_pool(x))
-    assert pool.compute_output_shape((None, height, None, 4))[1:3] == (_torch_ceil_max_pool(x).shape[0], None)
-    with pytest.raises(ValueError, match="strides"):
-        squeezenet.CeilModeMaxPooling2D(pool_size=2, strides=3)
-
-
 @pytest.mark.parametrize(
     "name, stem, pooled_after, sizes",
     [
@@ -55,7 +36,10 @@ def test_stem_and_pool_positions_follow_torchvision(name, stem, pooled_after, si
     assert (conv.filters, conv.kernel_size[0], conv.strides, conv.padding) == (*stem, (2, 2), "valid")
     for index, (source, size) in enumerate(zip(pooled_after, sizes), start=1):
         assert _inbound(model, f"pool{index}") == [source]
-        assert model.get_layer(f"pool{index}").output.shape[1:3] == (size, size)
+        pool = model.get_layer(f"pool{index}")
+        assert isinstance(pool, keras_cnn.layers.CeilModeMaxPooling2D)
+        assert (pool.pool_size, pool.strides) == (3, 2)
+        assert pool.output.shape[1:3] == (size, size)
     assert model.output.shape[1:] == (13, 13, 512)
 
 

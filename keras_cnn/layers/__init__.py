@@ -3,6 +3,15 @@
 from keras_cnn.layers.conv_bn_act import conv_bn_act
 from keras_cnn.layers.drop_path import DropPath
 from keras_cnn.layers.local_response_norm import LocalResponseNormalization
+from keras_cnn.layers.pooling import CeilModeMaxPooling2D, GridAveragePooling2D
 from keras_cnn.layers.squeeze_excite import make_divisible, squeeze_excite
 
-__all__ = ["DropPath", "LocalResponseNormalization", "conv_bn_act", "make_divisible", "squeeze_excite"]
+__all__ = [
+    "CeilModeMaxPooling2D",
+    "DropPath",
+    "GridAveragePooling2D",
+    "LocalResponseNormalization",
+    "conv_bn_act",
+    "make_divisible",
+    "squeeze_excite",
+]

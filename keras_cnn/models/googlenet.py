@@ -7,19 +7,28 @@ Variant: Hu et al., "Squeeze-and-Excitation Networks" (SE-Inception), CVPR 2018.
 The nine inception modules are the rows of `INCEPTION_V1` (the paper's Table 1); the
 differences between the paper and torchvision (batch norm or conv biases, a 3x3 or 5x5 conv
 in the "5x5" branch, LRN in the stem, the kernel of the last max pool, how the auxiliary
-heads pool) are flags of `GoogLeNet`. With `include_top` and `aux_logits`, the two auxiliary
-classifiers make the model an `AuxiliaryOutputsModel`: `model(x, training=True)` returns
-`(main, aux1, aux2)` and `model.fit` adds each aux loss with weight 0.3; inference returns
-`main` only.
+heads pool) are flags of the generic builder `GoogLeNetFamily` (the registry name
+`googlenet`, torchvision's network, takes the CamelCase `GoogLeNet`). Max pools use ceil mode
+(`keras_cnn.layers.CeilModeMaxPooling2D`), as in Caffe and torchvision; the auxiliary heads
+pool to 4x4 with `keras_cnn.layers.GridAveragePooling2D`. With `include_top` and
+`aux_logits`, the two auxiliary classifiers make the model an `AuxiliaryOutputsModel`:
+`model(x, training=True)` returns `(main, aux1, aux2)` and `model.fit` adds each aux loss
+with weight 0.3; inference returns `main` only.
 """
 
 from typing import NamedTuple
 
-import keras
-from keras import layers, ops
+from keras import layers
 
-from keras_cnn.layers import LocalResponseNormalization, conv_bn_act, squeeze_excite
+from keras_cnn.layers import (
+    CeilModeMaxPooling2D,
+    GridAveragePooling2D,
+    LocalResponseNormalization,
+    conv_bn_act,
+    squeeze_excite,
+)
 from keras_cnn.layers.conv_bn_act import BN_EPSILON
+from keras_cnn.layers.pooling import GRID_WINDOWS
 from keras_cnn.models.base import (
     AUX_LOSS_WEIGHT,
     build_classifier,
@@ -81,7 +90,7 @@ LRN_BETA = 0.75
 AUX_GRID = 4
 AUX_FILTERS = 128
 AUX_UNITS = 1024
-AUX_POOLS = ("adaptive", "overlapping")
+AUX_POOLS = GRID_WINDOWS  # "adaptive" (torchvision) or "overlapping" (the paper's 5x5/3)
 
 PAPER_DROPOUT = 0.4
 TORCHVISION_DROPOUT = 0.2
@@ -90,77 +99,11 @@ TORCHVISION_BN_EPSILON = 1e-3  # torchvision's BasicConv2d
 SE_REDUCTION = 1 / 16  # SENet's r = 16
 
 
-@keras.saving.register_keras_serializable(package="keras_cnn")
-class GridAveragePooling2D(layers.Layer):
-    """Average pooling to a fixed `grid_size x grid_size` output, whatever the input size.
-
-    `windows="adaptive"` is PyTorch's `adaptive_avg_pool2d`: output cell `i` of an axis of
-    length `n` averages `[floor(i * n / g), ceil((i + 1) * n / g))` (torchvision's aux heads).
-    `windows="overlapping"` uses stride `n // g` and kernel `n - (g - 1) * (n // g)`: at the
-    paper's 14x14 map that is exactly its 5x5/3 average pool, and it still gives a `g x g`
-    grid at other resolutions (a 4x4 map passes through unchanged).
-
-    Unlike `keras.layers.AdaptiveAveragePooling2D`, the windows are computed from the
-    runtime shape, so models with free spatial sizes work.
-
-    Args:
-        grid_size: Output height and width.
-        windows: `"adaptive"` or `"overlapping"`.
-        **kwargs: Standard `keras.layers.Layer` arguments.
-    """
-
-    def __init__(self, grid_size=AUX_GRID, windows="adaptive", **kwargs):
-        super().__init__(**kwargs)
-        check_positive_int("grid_size", grid_size)
-        check_choice("windows", windows, AUX_POOLS)
-        self.grid_size, self.windows = grid_size, windows
-
-    def _averaging_matrix(self, length, dtype):
-        """A `(grid, length)` matrix whose row `i` averages the window of output cell `i`."""
-        grid = self.grid_size
-        cells = ops.arange(grid, dtype="int32")
-        if self.windows == "adaptive":
-            start = (cells * length) // grid
-            end = ((cells + 1) * length + grid - 1) // grid
-        else:
-            stride = length // grid
-            start = cells * stride
-            end = start + (length - (grid - 1) * stride)
-        positions = ops.arange(length, dtype="int32")
-        inside = ops.logical_and(positions[None, :] >= start[:, None], positions[None, :] < end[:, None])
-        return ops.cast(inside, dtype) / ops.cast(end - start, dtype)[:, None]
-
-    def call(self, inputs):
-        shape = ops.shape(inputs)
-        rows = self._averaging_matrix(shape[1], inputs.dtype)
-        cols = self._averaging_matrix(shape[2], inputs.dtype)
-        return ops.einsum("ih,bhwc,jw->bijc", rows, inputs, cols)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.grid_size, self.grid_size, input_shape[-1])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"grid_size": self.grid_size, "windows": self.windows})
-        return config
-
-
 def conv_unit(x, filters, kernel_size, *, strides=1, norm=True, bn_epsilon=BN_EPSILON, name):
     """Conv -> BN -> ReLU (torchvision's BasicConv2d) or, without `norm`, biased conv -> ReLU
     (the paper's)."""
     return conv_bn_act(x, filters, kernel_size, strides=strides, norm=norm, use_bias=not norm,
                        bn_epsilon=bn_epsilon, name=name)
-
-
-def ceil_max_pool(x, pool_size, *, name):
-    """A stride-2 max pool with Caffe/torchvision `ceil_mode=True` output sizes.
-
-    One extra row and column at the end give `floor(n / 2)` outputs for kernels 2 and 3,
-    which is what ceil mode gives. The inputs are ReLU outputs (>= 0), so the zero padding
-    never wins the max.
-    """
-    x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
-    return layers.MaxPooling2D(pool_size, POOL_STRIDE, name=name)(x)
 
 
 def inception_module(
@@ -275,7 +218,7 @@ PAPER = {
 }
 
 VARIANTS = [
-    {"name": "googlenet", "builder_name": "GoogLeNetTorchvision", "config": TORCHVISION,
+    {"name": "googlenet", "builder_name": "GoogLeNet", "config": TORCHVISION,
      "variant": "GoogLeNet as torchvision: batch norm (eps 1e-3), 3x3 conv in the \"5x5\" branch, "
                 "no LRN, 2x2 last max pool, two auxiliary heads (adaptive 4x4 pooling)",
      "reference": "torchvision googlenet (aux_logits=True; 6,624,904 with aux_logits=False)"},
@@ -290,7 +233,7 @@ VARIANTS = [
 ]
 
 
-def GoogLeNet(
+def GoogLeNetFamily(
     *,
     norm=False,
     bn_epsilon=TORCHVISION_BN_EPSILON,
@@ -313,7 +256,8 @@ def GoogLeNet(
     default_size=224,
     name="googlenet",
 ):
-    """Builds a GoogLeNet (Inception-v1); the defaults are the paper's network.
+    """Builds any GoogLeNet (Inception-v1), the generic builder; the defaults are the paper's
+    network (`GoogLeNet` is the registered torchvision one, `GoogLeNetPaper` the paper's).
 
     Args:
         norm: Batch norm after every conv (torchvision) instead of conv biases (paper).
@@ -321,11 +265,11 @@ def GoogLeNet(
         branch_kernel: Kernel of the "5x5" branch: 5 (paper) or 3 (torchvision).
         lrn: Local response normalisation after the first max pool and after the stem's 3x3
             conv (paper).
-        max_pool_sizes: Kernels of the four stride-2 max pools (after conv1, after conv3,
-            before 4a, before 5a); torchvision uses 2 for the last.
+        max_pool_sizes: Kernels of the four stride-2 ceil-mode max pools (after conv1, after
+            conv3, before 4a, before 5a); torchvision uses 2 for the last.
         aux_logits: Build the two auxiliary classifiers (on 4a and 4d) when `include_top`.
-        aux_pool: Aux-head pooling to 4x4: `"overlapping"` (the paper's 5x5/3 at 224 px) or
-            `"adaptive"` (torchvision's adaptive average pool).
+        aux_pool: Aux-head pooling to 4x4 (`GridAveragePooling2D` windows): `"overlapping"`
+            (the paper's 5x5/3 at 224 px) or `"adaptive"` (torchvision's adaptive average pool).
         aux_dropout: Dropout in the auxiliary classifiers.
         se_ratio: Squeeze-and-excitation ratio on every inception module output (1/16 in
             SE-Inception); 0 disables.
@@ -371,19 +315,19 @@ def GoogLeNet(
         pool_sizes = iter(max_pool_sizes)
         x = conv_unit(x, STEM_WIDTH, STEM_KERNEL, strides=STEM_STRIDE, norm=norm, bn_epsilon=bn_epsilon,
                       name="conv1")
-        x = ceil_max_pool(x, next(pool_sizes), name="pool1")
+        x = CeilModeMaxPooling2D(next(pool_sizes), POOL_STRIDE, name="pool1")(x)
         if lrn:
             x = LocalResponseNormalization(LRN_SIZE, LRN_ALPHA, LRN_BETA, name="norm1")(x)
         x = conv_unit(x, STEM_WIDTH, 1, norm=norm, bn_epsilon=bn_epsilon, name="conv2")
         x = conv_unit(x, STEM_OUT_WIDTH, 3, norm=norm, bn_epsilon=bn_epsilon, name="conv3")
         if lrn:
             x = LocalResponseNormalization(LRN_SIZE, LRN_ALPHA, LRN_BETA, name="norm2")(x)
-        x = ceil_max_pool(x, next(pool_sizes), name="pool2")
+        x = CeilModeMaxPooling2D(next(pool_sizes), POOL_STRIDE, name="pool2")(x)
         aux_outputs, pool_index = [], 2
         for spec in INCEPTION_V1:
             if spec.pool_before:
                 pool_index += 1
-                x = ceil_max_pool(x, next(pool_sizes), name=f"pool{pool_index}")
+                x = CeilModeMaxPooling2D(next(pool_sizes), POOL_STRIDE, name=f"pool{pool_index}")(x)
             x = inception_module(
                 x, spec.conv1x1, spec.reduce3x3, spec.conv3x3, spec.reduce5x5, spec.conv5x5,
                 spec.pool_proj, branch_kernel=branch_kernel, norm=norm, bn_epsilon=bn_epsilon,
@@ -415,8 +359,8 @@ def GoogLeNet(
     )
 
 
-__all__ = ["GoogLeNet"] + register_variants(
-    GoogLeNet,
+__all__ = ["GoogLeNetFamily"] + register_variants(
+    GoogLeNetFamily,
     VARIANTS,
     family="googlenet",
     paper="Going Deeper with Convolutions (Szegedy et al., 2015)",

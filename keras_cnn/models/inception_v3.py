@@ -7,16 +7,18 @@ SE variant: Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018 (SE-Inceptio
 the output of every Inception module, their Fig. 2).
 
 Every module is a row of `MODULES`; its branches come from one spec per module type and
-one generic `inception_module` builds them all. Parameter counts equal torchvision's
-`inception_v3` with and without the auxiliary head (see `tests/test_inception_v3.py`).
+one generic `inception_module` builds them all. The generic builder is `InceptionV3Family`;
+the registry name `inception_v3` takes the CamelCase `InceptionV3` (keras.applications'
+spelling, so `keras_cnn.InceptionV3(weights="imagenet")` works). Parameter counts equal
+torchvision's `inception_v3` with and without the auxiliary head (see
+`tests/test_inception_v3.py`).
 """
 
 import dataclasses
 
-import keras
-from keras import layers, ops
+from keras import layers
 
-from keras_cnn.layers import conv_bn_act, squeeze_excite
+from keras_cnn.layers import GridAveragePooling2D, conv_bn_act, squeeze_excite
 from keras_cnn.layers.conv_bn_act import BN_MOMENTUM
 from keras_cnn.models.base import build_classifier, check_rate, head_dtype
 from keras_cnn.registry import register_variants
@@ -29,8 +31,9 @@ SAME, VALID = "same", "valid"
 POOL_SIZE = 3  # every pool inside the network is 3x3
 REDUCTION_STRIDE = 2  # stem pools and the grid-reduction modules (Mixed_6a, Mixed_7a)
 
-# The auxiliary classifier of torchvision's InceptionAux: pool 17x17 -> 5x5, 1x1 conv to
-# 128, 5x5 conv to 768 (a 1x1 map at 299 px), classifier.
+# The auxiliary classifier of torchvision's InceptionAux: pool 17x17 -> 5x5 (5x5/3 average
+# pool, `GridAveragePooling2D` "overlapping" windows), 1x1 conv to 128, 5x5 conv to 768 (a 1x1
+# map at 299 px), classifier.
 AUX_GRID = 5
 AUX_REDUCE_FILTERS = 128
 AUX_FILTERS = 768
@@ -186,55 +189,6 @@ VARIANTS = [
 ]
 
 
-@keras.saving.register_keras_serializable(package="keras_cnn")
-class InceptionAuxPooling(layers.Layer):
-    """Average pooling to a fixed `grid x grid` output, for any input size.
-
-    For inputs of at least `grid` pixels the windows have stride `s = size // grid` and
-    size `size - (grid - 1) * s`: at 17x17 (299 px input) that is exactly torchvision's
-    5x5/3 `avg_pool2d` of InceptionAux. Smaller maps (small inputs) use PyTorch's
-    adaptive-pooling bins, which may overlap, so the aux head works at every input size the
-    network accepts.
-
-    Args:
-        grid: Output height and width.
-        **kwargs: `keras.layers.Layer` arguments.
-    """
-
-    def __init__(self, grid=AUX_GRID, **kwargs):
-        super().__init__(**kwargs)
-        self.grid = int(grid)
-
-    def _pooling_matrix(self, size, dtype):
-        # (grid, size) matrix averaging each window; built with ops so sizes may be dynamic.
-        grid = self.grid
-        index = ops.arange(grid, dtype="int32")
-        size = ops.cast(size, "int32")
-        stride = size // grid
-        large = size >= grid
-        start = ops.where(large, index * stride, (index * size) // grid)
-        end = ops.where(large, start + size - (grid - 1) * stride,
-                        ((index + 1) * size + grid - 1) // grid)
-        position = ops.arange(size, dtype="int32")
-        mask = ops.logical_and(position[None, :] >= start[:, None],
-                               position[None, :] < end[:, None])
-        mask = ops.cast(mask, dtype)
-        return mask / ops.sum(mask, axis=1, keepdims=True)
-
-    def call(self, inputs):
-        shape = ops.shape(inputs)
-        rows = self._pooling_matrix(shape[1], inputs.dtype)
-        cols = self._pooling_matrix(shape[2], inputs.dtype)
-        x = ops.einsum("ih,bhwc->biwc", rows, inputs)
-        return ops.einsum("jw,biwc->bijc", cols, x)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.grid, self.grid, input_shape[-1])
-
-    def get_config(self):
-        return {**super().get_config(), "grid": self.grid}
-
-
 def _conv(x, spec, name):
     return conv_bn_act(x, spec.filters, spec.kernel, strides=spec.strides, padding=spec.padding,
                        bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON, name=name)
@@ -311,7 +265,7 @@ def inception_aux(x, *, classes, classifier_activation, name="aux"):
     Returns:
         The auxiliary class scores (`aux_predictions`).
     """
-    x = InceptionAuxPooling(AUX_GRID, name=f"{name}_pool")(x)
+    x = GridAveragePooling2D(AUX_GRID, windows="overlapping", name=f"{name}_pool")(x)
     x = _conv(x, Conv(AUX_REDUCE_FILTERS), f"{name}_conv0")
     x = _conv(x, Conv(AUX_FILTERS, AUX_GRID, padding=VALID), f"{name}_conv1")
     x = layers.GlobalAveragePooling2D(name=f"{name}_avg_pool")(x)
@@ -319,7 +273,7 @@ def inception_aux(x, *, classes, classifier_activation, name="aux"):
                         name=f"{name}_predictions")(x)
 
 
-def InceptionV3(
+def InceptionV3Family(
     *,
     aux_logits=True,
     se_ratio=0.0,
@@ -335,7 +289,8 @@ def InceptionV3(
     default_size=299,
     name="inception_v3",
 ):
-    """Builds Inception-v3 or SE-Inception-v3.
+    """Builds Inception-v3 or SE-Inception-v3 (the generic builder; `InceptionV3` is the
+    registered `inception_v3`, which also takes `weights="imagenet"`).
 
     Args:
         aux_logits: Add the auxiliary classifier on Mixed_6e (with `include_top`): the model
@@ -395,11 +350,8 @@ def InceptionV3(
     )
 
 
-# The `inception_v3` row is exported as `InceptionV3`, keras.applications' spelling: the
-# registered builder (the generic one plus named weights) takes that name over, so
-# `InceptionV3(weights="imagenet")` works and `__all__` holds it once.
-__all__ = register_variants(
-    InceptionV3,
+__all__ = ["InceptionV3Family"] + register_variants(
+    InceptionV3Family,
     VARIANTS,
     family="inception_v3",
     paper="Rethinking the Inception Architecture for Computer Vision (Szegedy et al., 2016)",

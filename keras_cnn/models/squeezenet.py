@@ -7,15 +7,16 @@ The network is a stem convolution followed by eight Fire modules (a 1x1 "squeeze
 parallel 1x1 and 3x3 "expand" convs whose outputs are concatenated) with max pools between
 them, and a 1x1 convolutional classifier. 1.0 and 1.1 share the Fire table and differ only in
 the stem and in where the pools sit, so both are rows of data for the one `SqueezeNet`
-builder. As torchvision: convolutions have biases and no batch norm, pools use ceil mode.
+builder. As torchvision: convolutions have biases and no batch norm, pools use ceil mode
+(`keras_cnn.layers.CeilModeMaxPooling2D`).
 """
 
 import numbers
 from collections.abc import Mapping
 
-import keras
-from keras import layers, ops
+from keras import layers
 
+from keras_cnn.layers import CeilModeMaxPooling2D
 from keras_cnn.layers.conv_bn_act import CONV_INITIALIZER
 from keras_cnn.models.base import (
     build_classifier,
@@ -109,45 +110,6 @@ def fire_module(x, squeeze, expand1x1, expand3x3, *, bypass="none", name):
         shortcut = layers.Conv2D(out_channels, 1, kernel_initializer=CONV_INITIALIZER,
                                  name=f"{name}_bypass_conv")(x)
     return layers.Add(name=f"{name}_add")([out, shortcut])
-
-
-@keras.saving.register_keras_serializable(package="keras_cnn")
-class CeilModeMaxPooling2D(layers.Layer):
-    """Max pooling in PyTorch's ceil mode: output size `ceil((n - pool) / stride) + 1`.
-
-    Keras pools only in floor mode. Padding `stride - 1` rows/columns of -inf at the
-    bottom/right gives the ceil-mode size, and each partial last window takes the max of its
-    in-bounds values only, whatever their sign (zero padding would be wrong for negative
-    inputs, e.g. after a complex bypass).
-
-    Args:
-        pool_size: Square window size.
-        strides: Stride, at most `pool_size` (so no window lies wholly in the padding).
-        **kwargs: Standard `keras.layers.Layer` arguments.
-    """
-
-    def __init__(self, pool_size=POOL_SIZE, strides=POOL_STRIDE, **kwargs):
-        super().__init__(**kwargs)
-        for argument, value in (("pool_size", pool_size), ("strides", strides)):
-            check_positive_int(argument, value)
-        if strides > pool_size:
-            raise ValueError(f"`strides` must be <= pool_size={pool_size}, received strides={strides!r}")
-        self.pool_size, self.strides = int(pool_size), int(strides)
-
-    def call(self, inputs):
-        extra = self.strides - 1
-        padded = ops.pad(inputs, [(0, 0), (0, extra), (0, extra), (0, 0)],
-                         constant_values=float("-inf"))
-        return ops.max_pool(padded, self.pool_size, self.strides, padding="valid")
-
-    def compute_output_shape(self, input_shape):
-        def size(n):
-            return None if n is None else -(-(n - self.pool_size) // self.strides) + 1
-
-        return (input_shape[0], size(input_shape[1]), size(input_shape[2]), input_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
 
 
 def squeezenet_top(x, *, classes, classifier_activation, dropout, pooling):
@@ -274,7 +236,8 @@ def SqueezeNet(
         x = layers.Activation("relu", name="stem_relu")(x)
         for position in range(len(fires) + 1):
             if position in pool_after:
-                x = CeilModeMaxPooling2D(name=f"pool{pool_after.index(position) + 1}")(x)
+                x = CeilModeMaxPooling2D(POOL_SIZE, POOL_STRIDE,
+                                         name=f"pool{pool_after.index(position) + 1}")(x)
             if position < len(fires):
                 x = fire_module(x, *fires[position], bypass=bypass,
                                 name=f"fire{position + FIRST_FIRE_INDEX}")
