@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import fnmatch
 import functools
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -57,7 +58,10 @@ def _variant_builder(family_builder, info_fields, config):
     name = info_fields["name"]
     pretrained = info_fields["pretrained"]
 
+    signature = inspect.signature(family_builder)
+
     def builder(**kwargs):
+        signature.bind_partial(**kwargs)  # an unknown keyword is a TypeError, as for any function
         weights = kwargs.get("weights")
         if isinstance(weights, str) and weights in pretrained:
             from keras_cnn.weights import load_pretrained

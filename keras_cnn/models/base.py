@@ -7,12 +7,24 @@ handling, the classification head / feature pooling, and loading a weights file.
 
 import numbers
 import os
+import sys
 import warnings
 
 import keras
 from keras import layers
 
 POOLING_MODES = (None, "avg", "max")
+
+# Keras maps a functional graph (building, cloning, loading a `.keras` file) with one Python
+# recursion level per layer on the longest path; EfficientNet-L2 has ~1,900 layers there,
+# past Python's default limit of 1,000.
+RECURSION_LIMIT = 20_000
+
+
+def ensure_recursion_limit(limit=RECURSION_LIMIT):
+    """Raises Python's recursion limit to `limit` (never lowers it) for very deep graphs."""
+    if sys.getrecursionlimit() < limit:
+        sys.setrecursionlimit(limit)
 
 # The preprocessing contract: every keras_cnn model takes RGB pixel values in [0, 255] and
 # normalises them in its first layer, so a data pipeline never needs to know which
@@ -247,6 +259,7 @@ def build_classifier(
     Returns:
         The model (an `AuxiliaryOutputsModel` when `features_fn` returned aux outputs).
     """
+    ensure_recursion_limit()
     validate_head_args(
         include_top=include_top,
         weights=weights,
