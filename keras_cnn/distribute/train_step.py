@@ -1,0 +1,110 @@
+"""Helpers for custom `train_step`s that must be right under every strategy (TensorFlow-specific).
+
+Inside `strategy.run` each replica sees its slice of the global batch and Keras' TensorFlow
+optimizer **sums** the replicas' gradients (`apply_gradients` all-reduces in replica
+context). So a replica's loss must be its share of the global mean,
+`sum(per_example_loss) / global_batch_size` (what `tf.nn.compute_average_loss` and Keras'
+own compiled losses, via `scale_loss_for_distribution`, give). Reported numbers must be
+the unscaled mean. A typical step:
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            per_example = keras.losses.sparse_categorical_crossentropy(y, self(x, training=True))
+            loss = replica_loss(per_example)
+        grads = scaled_gradients(tape, loss, self.trainable_variables, self.optimizer)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        self.loss_tracker.update_state(unscale_loss(loss))   # the global-batch mean
+        return {"loss": self.loss_tracker.result()}
+"""
+
+import tensorflow as tf
+
+
+def num_replicas():
+    """Number of replicas in sync in the current strategy (1 outside any strategy)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def replica_loss(per_example_loss, global_batch_size=None, sample_weight=None):
+    """This replica's share of the global-batch mean: `sum(loss * weight) / global_batch_size`.
+
+    Summed over replicas (as the optimizer sums gradients) it is the mean over the global
+    batch, whatever the number of replicas.
+
+    Args:
+        per_example_loss: Loss per example, shape `(local_batch, ...)`.
+        global_batch_size: Examples in the global batch; `None` assumes every replica holds
+            as many as this one (`local_batch * num_replicas`).
+        sample_weight: Optional weights broadcastable to `per_example_loss`.
+
+    Returns:
+        A scalar.
+    """
+    return tf.nn.compute_average_loss(
+        per_example_loss, sample_weight=sample_weight, global_batch_size=global_batch_size
+    )
+
+
+def unscale_loss(loss):
+    """The value to report for a loss from `replica_loss` (or a compiled Keras loss).
+
+    Multiplies by the number of replicas, so a metric (`keras.metrics.Mean`, whose result
+    Keras averages over replicas under `fit`) shows the global-batch mean, as on one device.
+
+    Args:
+        loss: A per-replica scaled loss.
+
+    Returns:
+        The unscaled loss.
+    """
+    replicas = num_replicas()
+    return loss if replicas == 1 else loss * tf.cast(replicas, loss.dtype)
+
+
+def all_reduce(value, op="sum"):
+    """Sum or mean of `value` over replicas, the same on every replica.
+
+    For cross-replica scalars inside a step (a global count of correct predictions, the
+    teacher's reward in Meta Pseudo Labels). Outside a replica context (one device, the
+    default strategy) it returns `value`.
+
+    Args:
+        value: A tensor (or nested structure of tensors).
+        op: `"sum"` or `"mean"`.
+
+    Returns:
+        The reduced value.
+    """
+    ops = {"sum": tf.distribute.ReduceOp.SUM, "mean": tf.distribute.ReduceOp.MEAN}
+    if op not in ops:
+        raise ValueError(f"`op` must be one of {tuple(ops)}, received op={op!r}")
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(ops[op], value)
+
+
+def scaled_gradients(tape, loss, variables, optimizer=None):
+    """`tape.gradient(loss)` scaled the way `optimizer.apply_gradients` expects.
+
+    Under `mixed_float16` Keras' `compile` wraps the optimizer in a `LossScaleOptimizer`,
+    whose `apply_gradients` divides by the dynamic loss scale (and skips steps with
+    non-finite gradients); the gradients must therefore be of `scale * loss`. Seeding the
+    backward pass with the scale (`output_gradients`) does that without recording the
+    multiplication inside the tape. For any other optimizer the scale is 1 (or its
+    `loss_scale_factor`).
+
+    Args:
+        tape: The `tf.GradientTape` that recorded `loss`.
+        loss: Scalar (per-replica, see `replica_loss`).
+        variables: Variables to differentiate with respect to.
+        optimizer: The Keras optimizer that will apply the gradients; `None`: unscaled.
+
+    Returns:
+        List of gradients.
+    """
+    if optimizer is None:
+        return tape.gradient(loss, variables)
+    scale = tf.cast(optimizer.scale_loss(tf.ones((), loss.dtype)), loss.dtype)
+    return tape.gradient(loss, variables, output_gradients=scale)
