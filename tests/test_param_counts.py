@@ -34,10 +34,13 @@ REFERENCE, REFERENCE_GMACS = _reference_rows()
 REGISTERED_WITH_REFERENCE = sorted(set(REFERENCE) & set(keras_cnn.list_models()))
 
 
-def test_every_resnet_family_reference_row_is_registered():
-    resnet_like = [n for n in REFERENCE if n.startswith(("resnet", "resnext", "wide_resnet",
-                                                           "seresnet", "seresnext", "senet"))]
-    assert resnet_like and set(resnet_like) <= set(keras_cnn.list_models())
+# Reference rows for architectures the zoo does not have yet.
+NOT_YET_REGISTERED = {"mobilenet_v2"}
+
+
+def test_every_reference_row_is_registered():
+    missing = sorted(set(REFERENCE) - set(keras_cnn.list_models()) - NOT_YET_REGISTERED)
+    assert not missing, f"reference names without a registered model: {missing}"
 
 
 @pytest.mark.parametrize("name", REGISTERED_WITH_REFERENCE)
