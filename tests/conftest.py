@@ -62,3 +62,19 @@ def randomize_weights(model, rng):
             fan_in = int(np.prod(shape[:-1])) or 1
             value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
         variable.assign(value.astype(variable.dtype))
+
+
+def random_images(rng, height, width=None, n=2, channels=3):
+    """`n` random RGB [0, 255] float32 images (the keras_cnn input contract)."""
+    return rng.uniform(0, 255, (n, height, width or height, channels)).astype("float32")
+
+
+def assert_port_matches(ka_model, model, x, preprocess=None):
+    """A ported model's outputs on [0, 255] images `x` equal the keras.applications model's on
+    `preprocess(x)` within 1e-4 of the output scale, and those outputs are not constant."""
+    expected = np.asarray(ka_model(x if preprocess is None else preprocess(x.copy()), training=False))
+    assert np.std(expected) > 1e-2  # the comparison below is not between constants
+    actual = np.asarray(model(x, training=False))
+    assert actual.shape == expected.shape
+    assert np.abs(actual - expected).max() < 1e-4 * max(1.0, np.abs(expected).max())
+    return expected

@@ -4,7 +4,7 @@ keras.applications VGG ports."""
 import keras
 import numpy as np
 import pytest
-from conftest import randomize_weights
+from conftest import assert_port_matches, random_images, randomize_weights
 
 import keras_cnn
 from keras_cnn.models import alexnet, lenet, vgg
@@ -24,10 +24,6 @@ SLOW_PUBLISHED = {"vgg11_bn", "vgg13_bn", "vgg19_bn"}
 
 def _layer_names(model):
     return [layer.name for layer in model.layers]
-
-
-def _images(rng, size, channels=3, n=2):
-    return rng.uniform(0, 255, (n, size, size, channels)).astype("float32")
 
 
 # --- parameter and MAC counts -------------------------------------------------------------
@@ -136,7 +132,7 @@ def test_alexnet_takes_any_size_from_its_minimum():
     # grid, as torchvision's AdaptiveAvgPool2d does.
     model = keras_cnn.AlexNet(input_shape=(63, 63, 3), classes=4, fc_units=(8,))
     grid = keras.Model(model.input, model.get_layer("adaptive_pool").output)
-    out = np.asarray(grid(_images(np.random.default_rng(1), 63)))
+    out = np.asarray(grid(random_images(np.random.default_rng(1), 63)))
     assert out.shape == (2, 6, 6, 256)
     np.testing.assert_allclose(out, np.broadcast_to(out[:, :1, :1], out.shape), rtol=1e-6)
     with pytest.raises(ValueError, match="input_shape"):
@@ -185,7 +181,7 @@ def test_pooling_only_shapes_feature_extractors():
 
 def test_models_round_trip_through_keras_files(tmp_path, rng):
     model = keras_cnn.LeNet5(input_shape=(32, 32, 1), c3_table=True)
-    x = _images(rng, 32, channels=1)
+    x = random_images(rng, 32, channels=1)
     path = tmp_path / "lenet.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -236,14 +232,6 @@ def test_grid_and_min_size_tables():
 
 # --- keras.applications ports -------------------------------------------------------------
 
-def _check_port(ka_model, model, x, preprocess):
-    expected = np.asarray(ka_model(preprocess(x.copy()), training=False))
-    assert np.std(expected) > 1e-2  # the comparison below is not between constants
-    actual = np.asarray(model(x, training=False))
-    assert actual.shape == expected.shape
-    assert np.abs(actual - expected).max() < 1e-4 * max(1.0, np.abs(expected).max())
-
-
 @pytest.mark.parametrize("pooling", [None, "avg", "max"])
 def test_vgg16_feature_extractor_port(pooling, rng):
     ka_model = keras.applications.VGG16(weights=None, include_top=False, pooling=pooling,
@@ -252,7 +240,7 @@ def test_vgg16_feature_extractor_port(pooling, rng):
     # keras.applications leaves VGG's pooling layer unnamed, so it is passed on here.
     model = keras_cnn.weights.from_keras_applications(ka_model, pooling=pooling)
     assert model.name == "vgg16"
-    _check_port(ka_model, model, _images(rng, 32), keras.applications.vgg16.preprocess_input)
+    assert_port_matches(ka_model, model, random_images(rng, 32), keras.applications.vgg16.preprocess_input)
 
 
 @pytest.mark.slow
@@ -261,7 +249,7 @@ def test_vgg19_feature_extractor_port(rng):
     randomize_weights(ka_model, rng)
     model = keras_cnn.weights.from_keras_applications(ka_model)
     x = rng.uniform(0, 255, (2, 48, 64, 3)).astype("float32")
-    _check_port(ka_model, model, x, keras.applications.vgg19.preprocess_input)
+    assert_port_matches(ka_model, model, x, keras.applications.vgg19.preprocess_input)
 
 
 @pytest.mark.slow
@@ -274,7 +262,7 @@ def test_vgg_port_with_top_at_224(ctor, module, rng):
     model = keras_cnn.weights.from_keras_applications(ka_model)
     assert count_params(model) == count_params(ka_model)
     preprocess = getattr(keras.applications, module).preprocess_input
-    _check_port(ka_model, model, _images(rng, 224), preprocess)
+    assert_port_matches(ka_model, model, random_images(rng, 224), preprocess)
 
 
 @pytest.mark.slow
@@ -290,7 +278,7 @@ def test_vgg16_imagenet_weights_go_through_the_port(monkeypatch, rng):
 
     monkeypatch.setattr(keras.applications, "VGG16", fake_vgg16)
     model = keras_cnn.VGG16(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
-    x = _images(rng, 64, n=1)
+    x = random_images(rng, 64, n=1)
     expected = np.asarray(made["model"](keras.applications.vgg16.preprocess_input(x.copy())))
     np.testing.assert_allclose(model(x), expected, atol=1e-4 * np.abs(expected).max(), rtol=0)
 

@@ -6,7 +6,7 @@ import functools
 import keras
 import numpy as np
 import pytest
-from conftest import randomize_weights
+from conftest import assert_port_matches, random_images, randomize_weights
 
 import keras_cnn
 from keras_cnn.models.densenet import DenseNet, cifar_layers_per_block
@@ -208,10 +208,6 @@ PORTS = [c if c == FAST_PORT else pytest.param(c, marks=pytest.mark.slow)
          for c in ("DenseNet121", "DenseNet169", "DenseNet201")]
 
 
-def _images(rng, size, n=2):
-    return rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
-
-
 def _preprocess(x):
     return keras.applications.densenet.preprocess_input(x.copy())
 
@@ -223,11 +219,7 @@ def test_port_with_top_matches_outputs(ctor, rng):
     randomize_weights(ka_model, rng)
     model = keras_cnn.weights.from_keras_applications(ka_model)
     assert model.name == ctor.lower()
-    x = _images(rng, 64)
-    logits = np.asarray(ka_model(_preprocess(x)))
-    assert np.std(logits) > 1e-2
-    diff = np.abs(logits - np.asarray(model(x, training=False))).max()
-    assert diff < 1e-4 * max(1.0, np.abs(logits).max())
+    assert_port_matches(ka_model, model, random_images(rng, 64), _preprocess)
 
 
 @pytest.mark.parametrize(
@@ -244,7 +236,7 @@ def test_port_feature_extractor(ctor, pooling, rng):
                                                   pooling=pooling, input_shape=(96, 96, 3))
     randomize_weights(ka_model, rng)
     model = keras_cnn.weights.from_keras_applications(ka_model)
-    x = _images(rng, 96)
+    x = random_images(rng, 96)
     expected = np.asarray(ka_model(_preprocess(x)))
     assert np.std(expected) > 1e-2
     assert expected.shape == tuple(model(x).shape)
@@ -263,7 +255,7 @@ def test_imagenet_weights_go_through_the_port(monkeypatch, rng):
 
     monkeypatch.setattr(keras.applications, "DenseNet121", fake_densenet121)
     model = keras_cnn.DenseNet121(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
-    x = _images(rng, 64, n=1)
+    x = random_images(rng, 64, n=1)
     expected = np.asarray(made["model"](_preprocess(x)))
     np.testing.assert_allclose(model(x), expected, atol=1e-4 * np.abs(expected).max(), rtol=0)
 

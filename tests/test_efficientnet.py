@@ -8,7 +8,7 @@ import re
 import keras
 import numpy as np
 import pytest
-from conftest import randomize_weights
+from conftest import assert_port_matches, random_images, randomize_weights
 
 import keras_cnn
 from keras_cnn.models import efficientnet as effnet
@@ -290,21 +290,13 @@ def _ka_model(ctor, rng, **kwargs):
     return ka_model
 
 
-def _images(rng, size, n=2):
-    return rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
-
-
 def _check_port_with_top(ctor, rng, size):
     ka_model = _ka_model(ctor, rng, input_shape=(size, size, 3), classifier_activation=None)
     model = keras_cnn.weights.from_keras_applications(ka_model)
     assert model.name == f"efficientnet_b{ctor[-1]}"
     assert keras_cnn.utils.count_params(model) == keras_cnn.utils.count_params(ka_model)
-    x = _images(rng, size)
     # keras.applications EfficientNet normalises inside the model: same [0, 255] input.
-    logits = np.asarray(ka_model(x, training=False))
-    assert np.std(logits) > 1e-2  # the comparison below is not between constants
-    diff = np.max(np.abs(logits - np.asarray(model(x, training=False))))
-    assert diff < 1e-4 * max(1.0, np.abs(logits).max())
+    assert_port_matches(ka_model, model, random_images(rng, size))
     return ka_model
 
 
@@ -329,7 +321,7 @@ def test_b0_port_feature_extractor(pooling, rng):
     ka_model = _ka_model("EfficientNetB0", rng, include_top=False, pooling=pooling,
                          input_shape=(80, 80, 3))
     model = keras_cnn.weights.from_keras_applications(ka_model)
-    x = _images(rng, 80)
+    x = random_images(rng, 80)
     expected = np.asarray(ka_model(x))
     assert expected.shape == tuple(model(x).shape)
     assert np.std(expected) > 1e-3
@@ -388,7 +380,7 @@ def test_imagenet_weights_go_through_the_port(monkeypatch, rng):
     monkeypatch.setattr(keras.applications, "EfficientNetB0", fake_b0)
     model = keras_cnn.EfficientNetB0(weights="imagenet", include_top=False, pooling="avg",
                                      input_shape=(SMALL, SMALL, 3))
-    x = _images(rng, SMALL, n=1)
+    x = random_images(rng, SMALL, n=1)
     expected = np.asarray(made["model"](x)).mean(axis=(1, 2))
     assert model.output.shape == (None, 1280)
     np.testing.assert_allclose(model(x), expected, atol=1e-4 * np.abs(expected).max(), rtol=0)

@@ -4,7 +4,7 @@ layer: test_layers.py), SE, the keras.applications port."""
 import keras
 import numpy as np
 import pytest
-from conftest import randomize_weights
+from conftest import assert_port_matches, random_images, randomize_weights
 
 import keras_cnn
 from keras_cnn.models import inception_v3 as iv3
@@ -20,10 +20,6 @@ MODULE_SHAPES = [
     ("mixed_6a", 768, 17), ("mixed_6b", 768, 17), ("mixed_6c", 768, 17), ("mixed_6d", 768, 17),
     ("mixed_6e", 768, 17), ("mixed_7a", 1280, 8), ("mixed_7b", 2048, 8), ("mixed_7c", 2048, 8),
 ]
-
-
-def _images(rng, size, n=2, width=None):
-    return rng.uniform(0, 255, (n, size, width or size, 3)).astype("float32")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +100,7 @@ def test_aux_output_only_in_training(model, rng):
     assert model.aux_loss_weights == (0.4,)
     classes = model.get_layer("predictions").units
     assert model.get_layer("aux_predictions").units == classes
-    x = _images(rng, SIZE, n=3)
+    x = random_images(rng, SIZE, n=3)
     main, aux = model(x, training=True)
     assert main.shape == aux.shape == (3, classes)
     np.testing.assert_allclose(np.sum(aux, -1), 1.0, rtol=1e-5)
@@ -136,7 +132,7 @@ def test_aux_head_is_torchvisions_at_299(model_299, rng):
 def test_aux_head_works_with_free_spatial_sizes(rng):
     model = keras_cnn.InceptionV3(input_shape=(None, None, 3), classes=CLASSES)
     for height, width in ((SIZE, SIZE), (SIZE + 32, SIZE + 48)):
-        main, aux = model(_images(rng, height, width=width), training=True)
+        main, aux = model(random_images(rng, height, width=width), training=True)
         assert main.shape == aux.shape == (2, CLASSES)
         assert np.all(np.isfinite(aux))
 
@@ -152,7 +148,7 @@ def test_fit_lowers_the_loss(rng):
     # `fit` trains the main and (weight 0.4) aux classifiers together. Eager: tracing the
     # training step of this graph costs minutes on a small CPU, a step a few seconds.
     model = keras_cnn.InceptionV3(input_shape=(SIZE, SIZE, 3), classes=3, dropout=0.0)
-    x = _images(rng, SIZE, n=6)
+    x = random_images(rng, SIZE, n=6)
     y = np.arange(6) % 3
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", run_eagerly=True)
     history = model.fit(x, y, batch_size=6, epochs=3, verbose=0).history["loss"]
@@ -184,15 +180,9 @@ def test_registry_rows():
     assert keras_cnn.get_model_info("se_inception_v3").config["se_ratio"] == 1 / 16
 
 
+PREPROCESS = keras.applications.inception_v3.preprocess_input
+
 # keras.applications port: random weights (BN statistics included), RGB [0, 255] input.
-
-def _check_port(ka_model, model, x):
-    expected = np.asarray(ka_model(keras.applications.inception_v3.preprocess_input(x.copy())))
-    assert np.std(expected) > 1e-2  # the comparison is not between constants
-    got = np.asarray(model(x, training=False))
-    assert got.shape == expected.shape
-    assert np.max(np.abs(got - expected)) < 1e-4 * max(1.0, np.abs(expected).max())
-
 
 @pytest.mark.parametrize("size", [SIZE, pytest.param(299, marks=pytest.mark.slow)])
 def test_port_with_top_matches_outputs(size, rng):
@@ -201,7 +191,7 @@ def test_port_with_top_matches_outputs(size, rng):
     randomize_weights(ka_model, rng)
     model = keras_cnn.weights.from_keras_applications(ka_model)
     assert model.name == "inception_v3" and not isinstance(model, AuxiliaryOutputsModel)
-    _check_port(ka_model, model, _images(rng, size))
+    assert_port_matches(ka_model, model, random_images(rng, size), PREPROCESS)
 
 
 @pytest.mark.parametrize("pooling", ["avg", pytest.param(None, marks=pytest.mark.slow),
@@ -213,7 +203,7 @@ def test_port_feature_extractor(pooling, rng):
     randomize_weights(ka_model, rng)
     # keras.applications leaves its feature pooling layer unnamed: pass the pooling on.
     model = keras_cnn.weights.from_keras_applications(ka_model, pooling=pooling)
-    _check_port(ka_model, model, _images(rng, height, width=width))
+    assert_port_matches(ka_model, model, random_images(rng, height, width=width), PREPROCESS)
 
 
 @pytest.mark.slow
@@ -237,6 +227,6 @@ def test_imagenet_weights_go_through_the_port(monkeypatch, rng):
     monkeypatch.setattr(keras.applications, "InceptionV3", fake_inception_v3)
     model = keras_cnn.InceptionV3(weights="imagenet")
     assert not isinstance(model, AuxiliaryOutputsModel)
-    x = _images(rng, 299, n=1)
+    x = random_images(rng, 299, n=1)
     expected = np.asarray(made["model"](keras.applications.inception_v3.preprocess_input(x.copy())))
     np.testing.assert_allclose(model(x), expected, atol=1e-5, rtol=1e-3)

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import randomize_weights
+from conftest import assert_port_matches, random_images, randomize_weights
 
 import keras_cnn
 from keras_cnn.weights import WeightsUnavailableError
@@ -20,15 +20,6 @@ FAST = {"ResNet50", "ResNet50V2"}
 CTORS = [c if c in FAST else pytest.param(c, marks=pytest.mark.slow) for c in PREPROCESS]
 
 
-def _images(rng, size, n=2):
-    return rng.uniform(0, 255, (n, size, size, 3)).astype("float32")
-
-
-def _max_diff(ka_model, model, ctor, x):
-    expected = ka_model(PREPROCESS[ctor](x.copy()), training=False)
-    return float(np.max(np.abs(np.asarray(expected) - np.asarray(model(x, training=False)))))
-
-
 @pytest.mark.parametrize("ctor", CTORS)
 def test_port_with_top_matches_outputs(ctor, rng):
     ka_model = getattr(keras.applications, ctor)(weights=None, input_shape=(64, 64, 3),
@@ -37,10 +28,7 @@ def test_port_with_top_matches_outputs(ctor, rng):
     model = keras_cnn.weights.from_keras_applications(ka_model)
     assert model.name == keras_cnn.weights.keras_applications_ports()[ctor][0].name
     assert keras_cnn.utils.count_params(model) <= keras_cnn.utils.count_params(ka_model)
-    x = _images(rng, 64)
-    logits = np.asarray(ka_model(PREPROCESS[ctor](x.copy())))
-    assert np.std(logits) > 1e-2  # the comparison below is not between constants
-    assert _max_diff(ka_model, model, ctor, x) < 1e-4 * max(1.0, np.abs(logits).max())
+    assert_port_matches(ka_model, model, random_images(rng, 64), PREPROCESS[ctor])
 
 
 @pytest.mark.parametrize("pooling", [None, "avg", "max"])
@@ -49,7 +37,7 @@ def test_port_feature_extractor(pooling, rng):
                                            input_shape=(96, 96, 3))
     randomize_weights(ka_model, rng)
     model = keras_cnn.weights.from_keras_applications(ka_model)
-    x = _images(rng, 96)
+    x = random_images(rng, 96)
     expected = np.asarray(ka_model(PREPROCESS["ResNet50"](x.copy())))
     assert expected.shape == tuple(model(x).shape)
     np.testing.assert_allclose(model(x), expected, atol=1e-4 * np.abs(expected).max(), rtol=0)
@@ -82,7 +70,7 @@ def test_imagenet_weights_go_through_the_port(monkeypatch, rng):
 
     monkeypatch.setattr(keras.applications, "ResNet50", fake_resnet50)
     model = keras_cnn.ResNet50V1(weights="imagenet")
-    x = _images(rng, 224, n=1)
+    x = random_images(rng, 224, n=1)
     expected = np.asarray(made["model"](PREPROCESS["ResNet50"](x.copy())))
     np.testing.assert_allclose(model(x), expected, atol=1e-5, rtol=1e-3)
 

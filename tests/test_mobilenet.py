@@ -4,7 +4,7 @@ and the keras.applications.MobileNet port."""
 import keras
 import numpy as np
 import pytest
-from conftest import randomize_weights
+from conftest import assert_port_matches, random_images, randomize_weights
 
 import keras_cnn
 from keras_cnn.layers import make_divisible
@@ -14,10 +14,6 @@ from keras_cnn.utils import count_macs, count_params
 PREPROCESS = keras.applications.mobilenet.preprocess_input
 WIDTHS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]  # stem + 13 blocks
 STRIDES = [2, 1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
-
-
-def _images(rng, height, width=None, n=2):
-    return rng.uniform(0, 255, (n, height, width or height, 3)).astype("float32")
 
 
 def _widths(model):
@@ -131,11 +127,7 @@ def _port(rng, **ka_kwargs):
 @pytest.mark.parametrize("size", [64, pytest.param(128, marks=pytest.mark.slow)])
 def test_port_with_top_matches_outputs(size, rng):
     ka_model, model = _port(rng, input_shape=(size, size, 3), classifier_activation=None)
-    x = _images(rng, size)
-    logits = np.asarray(ka_model(PREPROCESS(x.copy())))
-    assert np.std(logits) > 1e-2  # the comparison is not between constants
-    diff = np.abs(logits - np.asarray(model(x))).max()
-    assert diff < 1e-4 * max(1.0, np.abs(logits).max())
+    assert_port_matches(ka_model, model, random_images(rng, size), PREPROCESS)
 
 
 @pytest.mark.parametrize("pooling", [None, "avg", "max"])
@@ -143,7 +135,7 @@ def test_port_feature_extractor(pooling, rng):
     # Odd sizes: keras.applications pads stride-2 depthwise convs at the bottom/right only,
     # which the "same" layout reproduces exactly, also where TF "same" would pad both sides.
     ka_model, model = _port(rng, include_top=False, pooling=pooling, input_shape=(None, None, 3))
-    x = _images(rng, 97, 75)
+    x = random_images(rng, 97, 75)
     expected = np.asarray(ka_model(PREPROCESS(x.copy())))
     assert np.std(expected) > 1e-2
     assert expected.shape == tuple(model(x).shape)
@@ -163,7 +155,7 @@ def test_imagenet_weights_go_through_the_port(monkeypatch, rng):
     monkeypatch.setattr(keras.applications, "MobileNet", fake_mobilenet)
     model = keras_cnn.MobileNet(weights="imagenet", include_top=False, input_shape=(64, 64, 3))
     assert model.get_layer("input_norm").get_config()["mean"] == pytest.approx([127.5] * 3)
-    x = _images(rng, 64, n=1)
+    x = random_images(rng, 64, n=1)
     expected = np.asarray(made["model"](PREPROCESS(x.copy())))
     np.testing.assert_allclose(model(x), expected, atol=1e-4 * np.abs(expected).max(), rtol=0)
 
@@ -173,7 +165,7 @@ def test_from_keras_applications(rng):
     randomize_weights(ka_model, rng)
     model = keras_cnn.weights.from_keras_applications(ka_model)
     assert model.name == "mobilenet"
-    x = _images(rng, 64)
+    x = random_images(rng, 64)
     np.testing.assert_allclose(model(x), ka_model(PREPROCESS(x.copy())), atol=1e-5, rtol=0)
     features = keras.applications.MobileNet(weights=None, include_top=False, pooling="avg")
     assert keras_cnn.weights.from_keras_applications(features).output.shape == (None, 1024)
