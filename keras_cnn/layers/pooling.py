@@ -2,18 +2,13 @@
 (the auxiliary heads of GoogLeNet and Inception-v3) and ceil-mode max pooling (Caffe's and
 torchvision's GoogLeNet and SqueezeNet pools)."""
 
-import numbers
 
 import keras
 from keras import ops
 
+from keras_cnn.validation import check_choice, check_positive_int
+
 GRID_WINDOWS = ("adaptive", "overlapping")
-
-
-def _check_positive_int(argument, value):
-    # keras_cnn.models.base has the same check, but importing it here would be circular.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{argument}` must be a positive integer, received {argument}={value!r}")
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn")
@@ -40,9 +35,8 @@ class GridAveragePooling2D(keras.layers.Layer):
 
     def __init__(self, grid_size, windows="adaptive", **kwargs):
         super().__init__(**kwargs)
-        _check_positive_int("grid_size", grid_size)
-        if windows not in GRID_WINDOWS:
-            raise ValueError(f"`windows` must be one of {list(GRID_WINDOWS)}, received windows={windows!r}")
+        check_positive_int("grid_size", grid_size)
+        check_choice("windows", windows, GRID_WINDOWS)
         self.grid_size, self.windows = int(grid_size), windows
 
     def _averaging_matrix(self, length, dtype):
@@ -95,8 +89,8 @@ class CeilModeMaxPooling2D(keras.layers.Layer):
     def __init__(self, pool_size, strides=None, **kwargs):
         super().__init__(**kwargs)
         strides = pool_size if strides is None else strides
-        _check_positive_int("pool_size", pool_size)
-        _check_positive_int("strides", strides)
+        check_positive_int("pool_size", pool_size)
+        check_positive_int("strides", strides)
         if strides > pool_size:
             raise ValueError(f"`strides` must be <= pool_size={pool_size}, received strides={strides!r}")
         self.pool_size, self.strides = int(pool_size), int(strides)

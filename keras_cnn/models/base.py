@@ -13,6 +13,14 @@ import warnings
 import keras
 from keras import layers
 
+from keras_cnn.validation import (  # noqa: F401  (families import them from here too)
+    check_choice,
+    check_int_sequence,
+    check_positive_int,
+    check_positive_number,
+    check_rate,
+)
+
 POOLING_MODES = (None, "avg", "max")
 
 # Keras maps a functional graph (building, cloning, loading a `.keras` file) with one Python
@@ -38,41 +46,6 @@ INPUT_NORMALIZATIONS = {
     # weights is folded into the first convolution when they are ported).
     "caffe": ((123.68, 116.779, 103.939), (1.0, 1.0, 1.0)),
 }
-
-
-def check_choice(argument, value, choices):
-    """Raises `ValueError` naming `argument` unless `value` is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"`{argument}` must be one of {list(choices)}, received {argument}={value!r}")
-
-
-def check_rate(argument, value):
-    """Raises `ValueError` unless `value` is a probability in `[0, 1)`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not 0.0 <= float(value) < 1.0
-    ):
-        raise ValueError(f"`{argument}` must be a number in [0, 1), received {argument}={value!r}")
-
-
-def check_positive_int(argument, value, minimum=1):
-    """Raises `ValueError` unless `value` is an integer `>= minimum`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{argument}` must be an integer >= {minimum}, received {argument}={value!r}")
-
-
-def check_int_sequence(argument, value, length=None, minimum=1):
-    """Raises `ValueError` unless `value` is a sequence of integers `>= minimum`."""
-    ok = isinstance(value, (list, tuple)) and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum for v in value
-    )
-    if not ok or (length is not None and len(value) != length) or len(value) == 0:
-        shape = f"{length} " if length is not None else ""
-        raise ValueError(
-            f"`{argument}` must be a sequence of {shape}integers >= {minimum}, received "
-            f"{argument}={value!r}"
-        )
 
 
 def _check_activation(classifier_activation):

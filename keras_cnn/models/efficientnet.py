@@ -24,6 +24,7 @@ from keras_cnn.models.base import (
     build_classifier,
     check_choice,
     check_positive_int,
+    check_positive_number,
     check_rate,
 )
 from keras_cnn.registry import register_variants
@@ -121,7 +122,7 @@ def compound_scaling(phi, base_resolution=BASE_RESOLUTION):
         `CompoundScaling(depth=ALPHA**phi, width=BETA**phi,
         resolution=GAMMA**phi * base_resolution)`.
     """
-    _check_positive_number("base_resolution", base_resolution)
+    check_positive_number("base_resolution", base_resolution)
     if isinstance(phi, bool) or not isinstance(phi, numbers.Real):
         raise ValueError(f"`phi` must be a real number, received phi={phi!r}")
     return CompoundScaling(ALPHA**phi, BETA**phi, GAMMA**phi * base_resolution)
@@ -139,11 +140,6 @@ def round_filters(filters, width_coefficient, depth_divisor=DEPTH_DIVISOR):
 def round_repeats(repeats, depth_coefficient):
     """Scales a stage's block count by the depth multiplier, rounding up."""
     return int(math.ceil(depth_coefficient * repeats))
-
-
-def _check_positive_number(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"`{argument}` must be a positive number, received {argument}={value!r}")
 
 
 def _check_blocks_args(blocks_args):
@@ -304,8 +300,8 @@ def EfficientNet(
     Returns:
         A `keras.Model`.
     """
-    _check_positive_number("width_coefficient", width_coefficient)
-    _check_positive_number("depth_coefficient", depth_coefficient)
+    check_positive_number("width_coefficient", width_coefficient)
+    check_positive_number("depth_coefficient", depth_coefficient)
     stages = _check_blocks_args(blocks_args)
     check_positive_int("depth_divisor", depth_divisor)
     check_positive_int("head_filters", head_filters)
@@ -325,7 +321,7 @@ def EfficientNet(
         stages = tuple(stage._replace(se_ratio=se_ratio) for stage in stages)
     check_choice("padding", padding, ("same", "symmetric"))
     check_rate("bn_momentum", bn_momentum)
-    _check_positive_number("bn_epsilon", bn_epsilon)
+    check_positive_number("bn_epsilon", bn_epsilon)
     check_rate("drop_path_rate", drop_path_rate)
 
     def filters(count):

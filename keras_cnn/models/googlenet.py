@@ -34,6 +34,7 @@ from keras_cnn.models.base import (
     build_classifier,
     check_choice,
     check_positive_int,
+    check_positive_number,
     check_rate,
     head_dtype,
 )
@@ -298,8 +299,7 @@ def GoogLeNetFamily(
     for argument, value in (("aux_dropout", aux_dropout), ("se_ratio", se_ratio)):
         check_rate(argument, value)
     check_positive_int("default_size", default_size)
-    if isinstance(bn_epsilon, bool) or not isinstance(bn_epsilon, (int, float)) or not bn_epsilon > 0:
-        raise ValueError(f"`bn_epsilon` must be a positive number, received bn_epsilon={bn_epsilon!r}")
+    check_positive_number("bn_epsilon", bn_epsilon)
     pools_needed = 2 + sum(spec.pool_before for spec in INCEPTION_V1)
     if (
         not isinstance(max_pool_sizes, (list, tuple))

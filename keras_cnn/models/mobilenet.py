@@ -20,6 +20,7 @@ from keras_cnn.models.base import (
     build_classifier,
     check_choice,
     check_positive_int,
+    check_positive_number,
     check_rate,
 )
 from keras_cnn.registry import register_variants
@@ -241,19 +242,14 @@ def MobileNetV1(
             "`blocks` must be a non-empty sequence of {'filters': int >= 1, 'stride': 1 or 2} "
             f"dicts, received blocks={blocks!r}"
         )
-    if (isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float))
-            or not width_multiplier > 0):
-        raise ValueError(
-            f"`width_multiplier` must be a number > 0, received width_multiplier={width_multiplier!r}"
-        )
+    check_positive_number("width_multiplier", width_multiplier)
     check_positive_int("depth_multiplier", depth_multiplier)
     check_choice("width_rounding", width_rounding, ("divisible", "truncate"))
     check_positive_int("stem_filters", stem_filters)
     check_choice("activation", activation, ("relu6", "relu"))
     check_choice("padding", padding, ("symmetric", "same"))
     check_rate("bn_momentum", bn_momentum)
-    if isinstance(bn_epsilon, bool) or not isinstance(bn_epsilon, (int, float)) or not bn_epsilon > 0:
-        raise ValueError(f"`bn_epsilon` must be a number > 0, received bn_epsilon={bn_epsilon!r}")
+    check_positive_number("bn_epsilon", bn_epsilon)
     check_positive_int("default_size", default_size)
 
     total_stride = STEM_STRIDE
