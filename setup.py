@@ -6,11 +6,24 @@ setup(
     description="Convolutional image classifiers and their training methods for Keras 3",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["keras_cnn", "keras_cnn.*"]),
+    # Recipes live in the top-level `recipes/` folder (configs as code, beside the package) and
+    # install as `keras_cnn.recipes`, so `keras-cnn train NAME` finds them after any install.
+    packages=find_packages(include=["keras_cnn", "keras_cnn.*"]) + ["keras_cnn.recipes"],
+    package_dir={"keras_cnn.recipes": "recipes"},
     python_requires=">=3.10",
-    install_requires=["tensorflow>=2.16", "keras>=3.8", "numpy"],
+    install_requires=[
+        "tensorflow>=2.16",
+        # keras.distillation (knowledge distillation) and BackupAndRestore(double_checkpoint=...)
+        "keras>=3.12",
+        "numpy",
+        "scikit-learn",  # ships the UCI digits, the embedded offline dataset
+        "tensorflow-datasets",
+        "tensorboard",  # keras-cnn train's TensorBoard logs (not a dependency of every TF wheel)
+    ],
     extras_require={
         "dev": ["pytest>=7", "pytest-xdist", "hypothesis>=6", "ruff"],
+        # keras-cv's augmentation layers plug into keras_cnn.data pipelines.
+        "cv": ["keras-cv"],
     },
     entry_points={"console_scripts": ["keras-cnn=keras_cnn.cli:main"]},
     license="Apache-2.0",

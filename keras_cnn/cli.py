@@ -1,8 +1,16 @@
-"""The `keras-cnn` command line."""
+"""The `keras-cnn` command line.
+
+    keras-cnn train digits_quickstart                 # offline: trains and prints the test accuracy
+    keras-cnn train wrn28_2_cifar10 --set epochs=10 --data-dir ~/tensorflow_datasets
+    keras-cnn recipes                                 # the recipe names
+    keras-cnn models 'resnet*'                        # the model zoo with params and GMACs
+"""
 
 import argparse
 import os
 import sys
+
+STRATEGIES = ("auto", "tpu", "multi_worker", "mirrored", "one_device")
 
 
 def _models(args):
@@ -16,8 +24,64 @@ def _models(args):
     return 0
 
 
+def _recipes(args):
+    import importlib
+
+    from keras_cnn.training.config import list_recipes
+
+    for name in list_recipes():
+        doc = (importlib.import_module(f"keras_cnn.recipes.{name}").__doc__ or "").strip().splitlines()
+        print(f"{name:34s} {doc[0] if doc else ''}")
+    return 0
+
+
+def _format_results(results, output):
+    lines = [f"test accuracy: {100 * results['test_accuracy']:.2f} %  (loss {results['test_loss']:.4f})"]
+    if "test_top5_accuracy" in results:
+        lines[0] += f", top-5 {100 * results['test_top5_accuracy']:.2f} %"
+    if results.get("already_finished"):
+        lines.append(f"{output} is a finished run (results.json); --restart trains it again")
+    else:
+        lines.append(
+            f"{results['epochs']} epochs in {results['train_seconds']:.1f} s; "
+            f"saved {os.path.join(output, 'model.keras')} and {os.path.join(output, 'saved_model')}"
+        )
+    return "\n".join(lines)
+
+
+def _train(args):
+    from keras_cnn.training.config import apply_overrides, load_recipe
+
+    try:
+        config = apply_overrides(load_recipe(args.recipe), args.set or [])
+    except ValueError as error:
+        print(f"keras-cnn train: error: {error}", file=sys.stderr)
+        return 2
+    from keras_cnn.training.runner import TrainingDiverged, train
+
+    output = args.output or os.path.join("runs", args.recipe)
+    strategy = args.strategy
+    if args.tpu is not None:
+        from keras_cnn.distribute import get_strategy
+
+        strategy = get_strategy(args.strategy, tpu=args.tpu)
+    try:
+        results = train(config, output_dir=output, strategy=strategy, data_dir=args.data_dir,
+                        verbose=args.verbose, restart=args.restart)
+    except TrainingDiverged as error:
+        print(f"keras-cnn train: {error}", file=sys.stderr)
+        return 3
+    except ValueError as error:
+        print(f"keras-cnn train: error: {error}", file=sys.stderr)
+        return 2
+    print(_format_results(results, output))
+    return 0
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="keras-cnn", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="keras-cnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     models = sub.add_parser("models", help="list the registered models with params and GMACs")
     models.add_argument("pattern", nargs="?", default=None, help="wildcard filter, e.g. 'resnet*'")
@@ -25,6 +89,22 @@ def build_parser():
     models.add_argument("--no-stats", action="store_true",
                         help="skip building the models (no params/GMACs columns)")
     models.set_defaults(func=_models)
+
+    recipes = sub.add_parser("recipes", help="list the training recipes")
+    recipes.set_defaults(func=_recipes)
+
+    train = sub.add_parser("train", help="train a recipe with model.fit (resumes a killed run)")
+    train.add_argument("recipe", help="a recipe name (`keras-cnn recipes` lists them)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a config key (repeatable), e.g. --set epochs=5 --set model_args.zero_gamma=False")
+    train.add_argument("--strategy", default="auto", choices=STRATEGIES, help="tf.distribute strategy")
+    train.add_argument("--tpu", default=None, help="TPU name or grpc:// address (default: $TPU_NAME)")
+    train.add_argument("--output", default=None, help="run directory (default: runs/RECIPE)")
+    train.add_argument("--data-dir", default=None, help="tfds data directory")
+    train.add_argument("--restart", action="store_true", help="discard a previous run in --output and start over")
+    train.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
+                       help="fit verbosity: auto (progress bar), 0, 1 or 2")
+    train.set_defaults(func=_train)
     return parser
 
 

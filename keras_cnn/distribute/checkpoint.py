@@ -12,6 +12,7 @@ cluster has one, else worker 0; without a multi-worker strategy the single proce
 """
 
 import contextlib
+import json
 import numbers
 import os
 import shutil
@@ -148,6 +149,22 @@ class MultiWorkerBackupAndRestore(keras.callbacks.BackupAndRestore):
         super().__init__(backup_dir, **kwargs)
         self._strategy = strategy
 
+    def resume_epoch(self):
+        """The epoch `fit` will resume at from this backup (0 without one).
+
+        Read before `fit` so the input pipeline can start at that epoch's data (see
+        `keras_cnn.training.runner`). Falls back to the previous backup, as Keras' own restore does
+        when the latest one was cut off mid-write.
+        """
+        for path in (self._training_metadata_path, self._prev_training_metadata_path):
+            if tf.io.gfile.exists(path):
+                try:
+                    with tf.io.gfile.GFile(path, "r") as f:
+                        return int(json.loads(f.read())["epoch"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+        return 0
+
     def _chief(self):
         strategy = self._strategy if self._strategy is not None else self.model.distribute_strategy
         return is_chief(strategy)
@@ -199,6 +216,12 @@ def backup_and_restore(directory, *, save_freq=BACKUP_SAVE_FREQ, delete_checkpoi
     if not isinstance(delete_checkpoint, bool):
         raise ValueError(f"`delete_checkpoint` must be a bool. Received: delete_checkpoint={delete_checkpoint!r}")
     save_freq = save_freq if save_freq == "epoch" else int(save_freq)
+    # double_checkpoint: keep the previous backup while writing the next, so a kill during the
+    # write (preemption, SIGKILL) falls back to it instead of losing the run.
     return MultiWorkerBackupAndRestore(
-        directory, save_freq=save_freq, delete_checkpoint=delete_checkpoint, strategy=strategy
+        directory,
+        save_freq=save_freq,
+        delete_checkpoint=delete_checkpoint,
+        double_checkpoint=True,
+        strategy=strategy,
     )

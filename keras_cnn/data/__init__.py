@@ -1,0 +1,64 @@
+"""keras_cnn.data: datasets and `tf.data` input pipelines (TensorFlow-specific).
+
+This package uses TensorFlow directly (`tf.data`, `tf.image`, TensorFlow Datasets); the model
+builders and layers stay backend-agnostic. Every pipeline yields float32 RGB images in
+[0, 255] (the models normalise inside, see the README's preprocessing contract) and int32
+class ids, or float32 one-hot labels with `one_hot=True`.
+
+    from keras_cnn import data
+    (x_train, y_train), (x_test, y_test) = data.load_digits()          # offline, embedded
+    train = data.make_pipeline((x_train, y_train), training=True, batch_size=64, image_size=32,
+                               num_classes=10, augment=data.augment_layers(randaugment=(2, 9)))
+    cifar = data.make_pipeline(data.load("cifar10", "train", download=True), training=True,
+                               batch_size=128, image_size=32, num_classes=10, preprocessing="cifar",
+                               one_hot=True, mixup_alpha=0.2)
+"""
+
+from keras_cnn.data.augment import RANDAUGMENT_MAX_MAGNITUDE, augment_layers, mixing_layers
+from keras_cnn.data.digits import load_digits
+from keras_cnn.data.pipeline import epoch_variable, make_pipeline
+from keras_cnn.data.preprocessing import (
+    center_crop_resize,
+    inception_crop,
+    inception_crop_box,
+    pad_crop,
+    preprocess_eval,
+    preprocess_train,
+    random_flip,
+)
+from keras_cnn.data.ssl import SSL_SPLITS, SSLSplit, get_ssl_split, labeled_indices, ssl_datasets
+from keras_cnn.data.tfds import (
+    DATASETS,
+    DatasetInfo,
+    DatasetUnavailableError,
+    get_dataset_info,
+    load,
+    train_labels,
+)
+
+__all__ = [
+    "DATASETS",
+    "RANDAUGMENT_MAX_MAGNITUDE",
+    "SSL_SPLITS",
+    "DatasetInfo",
+    "DatasetUnavailableError",
+    "SSLSplit",
+    "augment_layers",
+    "center_crop_resize",
+    "epoch_variable",
+    "get_dataset_info",
+    "get_ssl_split",
+    "inception_crop",
+    "inception_crop_box",
+    "labeled_indices",
+    "load",
+    "load_digits",
+    "make_pipeline",
+    "mixing_layers",
+    "pad_crop",
+    "preprocess_eval",
+    "preprocess_train",
+    "random_flip",
+    "ssl_datasets",
+    "train_labels",
+]

@@ -1,0 +1,206 @@
+"""The dataset table and the loaders: TensorFlow Datasets rows and the embedded digits.
+
+`DATASETS` is row-oriented: one `DatasetInfo` per dataset keras_cnn trains on, with its tfds
+name, classes, training resolution, the preprocessing of its papers and its splits. `load(name,
+split)` returns a `tf.data.Dataset` of `(uint8 image HxWx3, int32 label)` for any row. A tfds
+dataset that is not on disk (and may not or cannot be downloaded) raises one
+`DatasetUnavailableError` that says what was searched and how to get the data, not a tfds
+traceback.
+"""
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn.data.digits import load_digits
+
+__all__ = ["DATASETS", "DatasetInfo", "DatasetUnavailableError", "get_dataset_info", "load", "train_labels"]
+
+PREPROCESSING_KINDS = ("cifar", "imagenet", "none")
+
+
+class DatasetUnavailableError(ValueError):
+    """A dataset is not in `data_dir` and was not (or could not be) downloaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset: where it comes from and how the papers train on it.
+
+    Attributes:
+        name: keras_cnn's name (`"cifar10"`, `"imagenet"`, ...).
+        tfds_name: The TensorFlow Datasets name (with config), `None` for the embedded digits.
+        num_classes: Number of classes.
+        image_size: Training resolution (native for the 32 px sets, 224 for ImageNet-like).
+        preprocessing: `"cifar"` (pad-4 crop + flip), `"imagenet"` (Inception crop + flip;
+            eval: resize to size / 0.875 + center crop) or `"none"` (resize only).
+        train_split: tfds split used for training.
+        eval_split: tfds split used for evaluation.
+        train_examples: Examples in `train_split`.
+        eval_examples: Examples in `eval_split`.
+        manual_download: How to get the data when tfds cannot download it (ImageNet), else `""`.
+    """
+
+    name: str
+    tfds_name: str | None
+    num_classes: int
+    image_size: int
+    preprocessing: str
+    train_split: str
+    eval_split: str
+    train_examples: int
+    eval_examples: int
+    manual_download: str = ""
+
+
+_IMAGENET_MANUAL = (
+    "ImageNet cannot be downloaded automatically: get ILSVRC2012_img_train.tar and "
+    "ILSVRC2012_img_val.tar from https://image-net.org/ and put them in "
+    "<data_dir>/downloads/manual/, then load with download=True once to prepare it"
+)
+
+DATASETS = {
+    row.name: row
+    for row in (
+        # Served at 32 px by load_digits (the 8x8 originals upscaled), split 80/20.
+        DatasetInfo("digits", None, 10, 32, "none", "train", "test", 1437, 360),
+        DatasetInfo("cifar10", "cifar10", 10, 32, "cifar", "train", "test", 50_000, 10_000),
+        DatasetInfo("cifar100", "cifar100", 100, 32, "cifar", "train", "test", 50_000, 10_000),
+        # SVHN's papers (WRN, MPL) do not flip digits; "cifar" here is the pad-crop + flip of
+        # the CIFAR recipes, which a recipe may replace.
+        DatasetInfo("svhn", "svhn_cropped", 10, 32, "cifar", "train", "test", 73_257, 26_032),
+        DatasetInfo("imagenet", "imagenet2012", 1000, 224, "imagenet", "train", "validation",
+                    1_281_167, 50_000, manual_download=_IMAGENET_MANUAL),
+        DatasetInfo("imagenette", "imagenette/full-size-v2", 10, 224, "imagenet", "train", "validation",
+                    9_469, 3_925),
+    )
+}
+
+
+def get_dataset_info(name):
+    """The `DatasetInfo` row named `name`.
+
+    Args:
+        name: A key of `DATASETS`.
+
+    Returns:
+        The `DatasetInfo`.
+    """
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"`name` must be one of {sorted(DATASETS)}, received name={name!r}")
+    return DATASETS[name]
+
+
+def _resolve_split(info, split):
+    if not isinstance(split, str) or not split:
+        raise ValueError(f"`split` must be 'train', 'test', 'eval' or a tfds split string, received split={split!r}")
+    if split == "train":
+        return info.train_split
+    if split in ("test", "eval"):
+        return info.eval_split
+    return split
+
+
+def _default_data_dir(data_dir):
+    # tfds' own default, so the error names the directory it actually searched.
+    return data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+
+
+def _unavailable(info, data_dir, reason):
+    how = info.manual_download or (
+        f"run once with download=True (or `keras-cnn train ... --data-dir DIR` on a machine with internet "
+        f"access) to download and prepare it, or copy a prepared `{info.tfds_name}` directory into {data_dir}"
+    )
+    return DatasetUnavailableError(
+        f"Dataset {info.name!r} (tfds {info.tfds_name!r}) is not available in data_dir={data_dir!r}: {reason}. {how}."
+    )
+
+
+def _load_digits(info, split, image_size):
+    (x_train, y_train), (x_test, y_test) = load_digits(image_size or info.image_size)
+    parts = {"train": (x_train, y_train), "test": (x_test, y_test)}
+    if split not in parts:
+        raise ValueError(f"`split` must be 'train', 'test' or 'eval' for digits, received split={split!r}")
+    return tf.data.Dataset.from_tensor_slices(parts[split])
+
+
+def load(name, split, *, data_dir=None, download=False, image_size=None, shuffle_files=False):
+    """A `tf.data.Dataset` of `(uint8 image HxWx3, int32 label)` for a row of `DATASETS`.
+
+    Images keep their stored size (the pipelines resize and crop); digits are served at
+    `image_size` (default the row's 32). Grey images are not expected in these rows; every
+    image has 3 channels.
+
+    Args:
+        name: A key of `DATASETS`.
+        split: `"train"`, `"test"` / `"eval"` (the row's evaluation split) or any tfds split
+            string such as `"train[:10%]"`.
+        data_dir: tfds data directory (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
+        download: Download and prepare the dataset if it is not in `data_dir`.
+        image_size: Side of the digits images; ignored for tfds rows.
+        shuffle_files: Passed to tfds (False keeps the file order deterministic).
+
+    Returns:
+        The unbatched `tf.data.Dataset`.
+
+    Raises:
+        DatasetUnavailableError: The dataset is not in `data_dir` and `download` is False, or
+            the download failed (offline, or ImageNet's manual files are missing).
+    """
+    info = get_dataset_info(name)
+    resolved = _resolve_split(info, split)
+    if info.tfds_name is None:
+        return _load_digits(info, resolved, image_size)
+
+    dataset = _tfds_dataset(info, resolved, data_dir=data_dir, download=download, shuffle_files=shuffle_files)
+    return dataset.map(_cast_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _tfds_dataset(info, split, *, data_dir, download, shuffle_files=False, decoders=None):
+    """tfds' supervised `(image, label)` dataset, with tfds' failures turned into one clear error."""
+    import tensorflow_datasets as tfds
+
+    searched = _default_data_dir(data_dir)
+    builder = tfds.builder(info.tfds_name, data_dir=data_dir)
+    if download:
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # noqa: BLE001  (network, checksum or manual-download errors)
+            # `from None`: the user needs what to do, not tfds' internal traceback.
+            message = str(error).strip()
+            first_line = message.splitlines()[0][:300] if message else type(error).__name__
+            raise _unavailable(info, searched, f"download failed ({first_line})") from None
+    try:
+        return builder.as_dataset(split=split, as_supervised=True, shuffle_files=shuffle_files, decoders=decoders)
+    except AssertionError:
+        # tfds' "could not find data in ..." (an AssertionError) when nothing is prepared.
+        raise _unavailable(info, searched, "it has not been downloaded and download=False") from None
+    except ValueError as error:
+        if re.search(r"split", str(error), re.IGNORECASE):
+            raise ValueError(f"Unknown split for {info.name!r}: received split={split!r} ({error})") from None
+        raise
+
+
+def train_labels(name, *, data_dir=None, download=False):
+    """All labels of a dataset's training split, in `load(name, "train")` order (int32 numpy).
+
+    For tfds rows the images are not decoded (`tfds.decode.SkipDecoding`), but the records are
+    still read once: for ImageNet that is a full pass over the training files.
+    """
+    info = get_dataset_info(name)
+    if info.tfds_name is None:
+        return load_digits(info.image_size)[0][1]
+    import tensorflow_datasets as tfds
+
+    dataset = _tfds_dataset(info, info.train_split, data_dir=data_dir, download=download,
+                            decoders={"image": tfds.decode.SkipDecoding()})
+    batches = dataset.map(lambda image, label: tf.cast(label, tf.int32)).batch(65_536)
+    return np.concatenate([batch.numpy() for batch in batches] or [np.zeros([0], "int32")])
+
+
+def _cast_example(image, label):
+    return image, tf.cast(label, tf.int32)
+

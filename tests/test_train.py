@@ -1,0 +1,131 @@
+"""The `keras-cnn train` job: the quickstart, resume after SIGKILL, divergence, errors."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from keras_cnn import cli
+
+# A smaller quickstart for the process tests: width 8, a few epochs.
+SMALL = ["--set", "model_args.stem_width=8", "--set", "model_args.planes=(8, 16, 32, 64)", "--verbose", "0"]
+
+
+def _command(*args):
+    return [sys.executable, "-m", "keras_cnn.cli", "train", "digits_quickstart", *args]
+
+
+def _env():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+def _weights(path):
+    model = keras.saving.load_model(path, safe_mode=True)
+    return [np.asarray(w) for w in model.weights]
+
+
+def test_unknown_recipe_and_key_list_the_valid_ones(capsys):
+    assert cli.main(["train", "no_such_recipe"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown recipe 'no_such_recipe'" in err and "digits_quickstart" in err and "wrn28_2_cifar10" in err
+    assert cli.main(["train", "digits_quickstart", "--set", "learning_rat=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'learning_rat'" in err and "'learning_rate'" in err
+
+
+def test_bad_value_is_a_clear_error(capsys, tmp_path):
+    assert cli.main(["train", "digits_quickstart", "--output", str(tmp_path), "--set", "batch_size=0"]) == 2
+    assert "batch_size" in capsys.readouterr().err
+
+
+def test_recipes_command_lists_every_recipe(capsys):
+    assert cli.main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "digits_quickstart" in out and "efficientnet_b0_imagenet" in out
+
+
+@pytest.mark.slow
+def test_quickstart_reaches_97_percent(tmp_path):
+    """The README's first command, as a user runs it (default settings, fresh process)."""
+    out = tmp_path / "run"
+    proc = subprocess.run(_command("--output", str(out), "--verbose", "0"), env=_env(), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    accuracy = float(re.search(r"test accuracy: ([\d.]+) %", proc.stdout).group(1))
+    assert accuracy >= 97.0, proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["test_accuracy"] == pytest.approx(accuracy / 100, abs=1e-4)
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 1 + results["epochs"]
+    assert list((out / "logs").iterdir()), "no TensorBoard logs"
+    assert (out / "saved_model" / "saved_model.pb").exists()
+    # Running the same command again does not retrain a finished run.
+    again = subprocess.run(_command("--output", str(out), "--verbose", "0"), env=_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0 and "finished run" in again.stdout
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
+    args = [*SMALL, "--set", "epochs=4"]
+    reference = tmp_path / "reference"
+    proc = subprocess.run(_command("--output", str(reference), *args), env=_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run = tmp_path / "killed"
+    metadata = run / "backup" / "training_metadata.json"
+    victim = subprocess.Popen(_command("--output", str(run), *args), env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while not metadata.exists() and victim.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert metadata.exists(), "no backup was written"
+        time.sleep(0.3)  # into the second epoch
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    assert victim.returncode == -signal.SIGKILL
+    assert not (run / "results.json").exists(), "the run finished before it was killed; the test proves nothing"
+    killed_at = json.loads(metadata.read_text())["epoch"]
+    assert 1 <= killed_at < 4
+
+    resumed = subprocess.run(_command("--output", str(run), *args), env=_env(), capture_output=True, text=True,
+                             timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["resumed_at_epoch"] == killed_at
+    for a, b in zip(_weights(reference / "model.keras"), _weights(run / "model.keras"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert results["test_accuracy"] == json.loads((reference / "results.json").read_text())["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    # One good epoch, then the learning rate jumps by 1e12 and the loss goes NaN in epoch 2.
+    out = tmp_path / "run"
+    code = cli.main(["train", "digits_quickstart", "--output", str(out), *SMALL, "--set", "epochs=3",
+                     "--set", "warmup_epochs=0", "--set", "schedule=step",
+                     "--set", "schedule_args={'boundaries_epochs': (1,), 'factor': 1e12}"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "NaN" in err and "epoch 2" in err and "Last good checkpoint" in err
+    checkpoint = out / "checkpoints" / "last.weights.h5"
+    assert checkpoint.exists() and not (out / "results.json").exists()
+    with h5py.File(checkpoint) as f:
+        arrays = []
+        f.visititems(lambda name, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    assert arrays and all(np.isfinite(a).all() for a in arrays if np.issubdtype(np.asarray(a).dtype, np.floating))
+    # The backup of the last good epoch survives for a resume.
+    assert json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"] == 1
