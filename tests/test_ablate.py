@@ -50,7 +50,7 @@ def test_each_row_adds_exactly_one_trick(ablate):
 @pytest.mark.slow
 def test_tiny_ablation_run(ablate, tmp_path):
     out_json, out_md = tmp_path / "a.json", tmp_path / "a.md"
-    code = ablate.main(["--seeds", "2", "--epochs", "1", "--rows", "2", "--set", "model_args.stem_width=8",
+    code = ablate.main(["--seeds", "2", "--epochs", "2", "--rows", "2", "--set", "model_args.stem_width=8",
                         "--set", "model_args.planes=(8, 8, 8, 8)", "--json", str(out_json),
                         "--markdown", str(out_md)])
     assert code == 0

@@ -16,11 +16,12 @@ def _python_block(after_heading):
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.mark.parametrize("heading", ["## Distributed / TPU / mixed precision"])
+@pytest.mark.parametrize("heading", ["## Distributed / TPU / mixed precision", "### The Bag-of-Tricks toolkit"])
 def test_readme_example_runs(heading, tmp_path):
     code = _python_block(heading).replace("/tmp/keras_cnn_run", str(tmp_path))
     # A fresh interpreter: get_strategy must run before any other TensorFlow op.
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "model.keras").is_file()
-    assert not (tmp_path / "backup").exists()  # a finished run leaves no backup to "resume"
+    if heading.startswith("## Distributed"):
+        assert (tmp_path / "model.keras").is_file()
+        assert not (tmp_path / "backup").exists()  # a finished run leaves no backup to "resume"

@@ -58,8 +58,12 @@ def row_configs(epochs=None, extra=()):
     if epochs is not None:
         base["epochs"] = epochs
     config = resolve_config({**base, **BASELINE})
-    config["schedule_args"] = {"boundaries_epochs": (config["epochs"] // 2, 3 * config["epochs"] // 4),
-                               "factor": 0.1}
+    epochs = config["epochs"]
+    boundaries = tuple(b for b in sorted({max(1, epochs // 2), max(1, 3 * epochs // 4)}) if b < epochs)
+    if boundaries:
+        config["schedule_args"] = {"boundaries_epochs": boundaries, "factor": 0.1}
+    else:  # a one-epoch smoke run has no room for a step
+        config["schedule"], config["schedule_args"] = "constant", {}
     config["model_args"] = {**config["model_args"], "zero_gamma": False}
     rows = []
     for name, change in ROWS:
@@ -87,7 +91,7 @@ def run(rows, seeds, log=print):
         for seed in range(seeds):
             with tempfile.TemporaryDirectory() as tmp:
                 start = time.time()
-                out = train({**config, "seed": seed}, output_dir=os.path.join(tmp, "run"), strategy="one_device",
+                out = train({**config, "seed": seed}, output_dir=os.path.join(tmp, "run"), strategy="auto",
                             verbose=0)
                 seconds.append(time.time() - start)
             accuracies.append(out["test_accuracy"])
