@@ -78,3 +78,23 @@ def assert_port_matches(ka_model, model, x, preprocess=None):
     assert actual.shape == expected.shape
     assert np.abs(actual - expected).max() < 1e-4 * max(1.0, np.abs(expected).max())
     return expected
+
+
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+
+
+def load_tool(name):
+    """Imports `tools/<name>.py` (the tools are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"keras_cnn_tool_{name}", os.path.join(TOOLS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def positive_finite(value):
+    """A real, finite, positive number (a measured figure in a tool's output)."""
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0

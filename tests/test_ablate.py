@@ -1,19 +1,12 @@
 """tools/ablate.py: the rows are cumulative one-trick changes, and a tiny run produces the table."""
 
-import importlib.util
-import pathlib
-
 import pytest
-
-TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "ablate.py"
+from conftest import load_tool
 
 
 @pytest.fixture(scope="module")
 def ablate():
-    spec = importlib.util.spec_from_file_location("keras_cnn_ablate_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("ablate")
 
 
 def _flat(config):

@@ -1,26 +1,16 @@
 """tools/benchmark.py: a smoke run at tiny settings (schema and sanity, never speed)."""
 
 import csv
-import importlib.util
 import json
-import math
-import pathlib
 
 import pytest
-
-TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
+from conftest import load_tool, positive_finite
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("keras_cnn_benchmark_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("benchmark")
 
-
-def _positive_finite(value):
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 def test_smoke_run_writes_json_csv_markdown(tool, tmp_path, capsys):
@@ -42,7 +32,7 @@ def test_smoke_run_writes_json_csv_markdown(tool, tmp_path, capsys):
     gemm = result["gemm"]
     # Before, between and after the (one) configuration; the best is the ceiling.
     assert len(gemm["measurements_gflops"]) == 2
-    assert all(_positive_finite(g) for g in gemm["measurements_gflops"])
+    assert all(positive_finite(g) for g in gemm["measurements_gflops"])
     assert gemm["ceiling_gflops"] == max(gemm["measurements_gflops"])
 
     # One measurement per implementation and mode, each with every repeat.
@@ -51,7 +41,7 @@ def test_smoke_run_writes_json_csv_markdown(tool, tmp_path, capsys):
         (impl, mode) for impl in tool.IMPLS for mode in tool.MODES}
     for m in measurements:
         assert len(m["repeats_images_per_s"]) == 2
-        assert all(_positive_finite(v) for v in m["repeats_images_per_s"])
+        assert all(positive_finite(v) for v in m["repeats_images_per_s"])
         assert m["images_per_s"] == pytest.approx(sorted(m["repeats_images_per_s"])[0] / 2
                                                   + sorted(m["repeats_images_per_s"])[1] / 2)
         assert m["macs_per_image"] > 0 and m["xla_effective"] is False
@@ -66,7 +56,7 @@ def test_smoke_run_writes_json_csv_markdown(tool, tmp_path, capsys):
     for row in comparisons:
         for key in ("keras_cnn_images_per_s", "keras_applications_images_per_s", "ratio",
                     "keras_cnn_mfu", "keras_applications_mfu", "keras_cnn_gflops_per_image"):
-            assert _positive_finite(row[key]), (key, row[key])
+            assert positive_finite(row[key]), (key, row[key])
         assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
     train, inference = comparisons[1], comparisons[0]
     assert train["keras_cnn_gflops_per_image"] == pytest.approx(3 * inference["keras_cnn_gflops_per_image"])
@@ -76,7 +66,7 @@ def test_smoke_run_writes_json_csv_markdown(tool, tmp_path, capsys):
     with out.with_suffix(".csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and list(rows[0]) == list(comparisons[0])
-    assert all(_positive_finite(float(row["ratio"])) for row in rows)
+    assert all(positive_finite(float(row["ratio"])) for row in rows)
 
     printed = capsys.readouterr().out
     markdown = out.with_suffix(".md").read_text()
@@ -124,5 +114,5 @@ def test_profile_layers_times_every_layer(tool):
     outputs = keras.layers.Add(name="add")([x, y])
     rows = tool.profile_layers(keras.Model(inputs, outputs), batch=2, repeats=1)
     assert sorted((name, cls) for name, cls, _ in rows) == [("add", "Add"), ("conv", "Conv2D"), ("relu", "ReLU")]
-    assert all(_positive_finite(ms) for _, _, ms in rows)
+    assert all(positive_finite(ms) for _, _, ms in rows)
     assert [ms for _, _, ms in rows] == sorted((ms for _, _, ms in rows), reverse=True)

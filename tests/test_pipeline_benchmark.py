@@ -1,25 +1,15 @@
 """tools/pipeline_benchmark.py: a smoke run at tiny settings (output fields, never speed)."""
 
-import importlib.util
 import json
-import math
-import pathlib
 
 import pytest
-
-TOOL = pathlib.Path(__file__).resolve().parents[1] / "tools" / "pipeline_benchmark.py"
+from conftest import load_tool, positive_finite
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("keras_cnn_pipeline_benchmark_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("pipeline_benchmark")
 
-
-def _positive_finite(value):
-    return isinstance(value, float) and math.isfinite(value) and value > 0
 
 
 @pytest.mark.parametrize("extra", [[], ["--dataset", "cifar10", "--mock", "--mixup", "0.2", "--random-erasing", "0.5"]])
@@ -31,7 +21,7 @@ def test_smoke_run_prints_json_fields(tool, capsys, extra):
     assert set(result) >= {"dataset", "mock", "image_size", "batch_size", "model", "augment", "pipeline_images_per_s",
                            "model_images_per_s", "ratio", "goal_ratio", "goal_met", "machine"}
     assert result["dataset"] == ("cifar10" if extra else "digits") and result["image_size"] == 32
-    assert _positive_finite(result["pipeline_images_per_s"]) and _positive_finite(result["model_images_per_s"])
+    assert positive_finite(result["pipeline_images_per_s"]) and positive_finite(result["model_images_per_s"])
     assert result["ratio"] == pytest.approx(result["pipeline_images_per_s"] / result["model_images_per_s"])
     assert result["goal_met"] == (result["ratio"] >= tool.GOAL_RATIO)
     assert result["augment"]["mixup"] == (0.2 if extra else 0.0)

@@ -311,7 +311,8 @@ def train(config, *, output_dir, strategy="auto", data_dir=None, verbose="auto",
             validation = dict(validation_data=eval_ds, validation_freq=cfg["validation_freq"])
         start = time.time()
         trainee.fit(train_ds, epochs=cfg["epochs"], steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
-                    callbacks=callbacks, verbose=verbose, **validation)
+                    callbacks=callbacks, verbose=verbose, shuffle=False,  # the pipeline shuffles
+                    **validation)
         train_seconds = time.time() - start
         if guard.diverged:
             epoch, batch = guard.diverged_at

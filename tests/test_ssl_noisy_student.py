@@ -1,0 +1,127 @@
+"""Noisy Student: rounds on few-label digits, clean teacher / noised student, resuming."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_cnn.data import load_digits, ssl_datasets
+from keras_cnn.ssl.noisy_student import noisy_student, round_dir
+
+SIZE = 16
+MARK = 1000.0  # added by the marker "noise": clean pixels are <= 255
+
+
+@keras.saving.register_keras_serializable(package="test_ssl_noisy_student")
+class Spy(keras.layers.Layer):
+    """Counts the examples it sees and the marked (noised) ones, in training and inference."""
+
+    def build(self, input_shape):
+        # [seen in training, marked in training, seen in inference, marked in inference]
+        self.counts = self.add_weight(shape=(4,), initializer="zeros", trainable=False, name="counts")
+
+    def call(self, x, training=None):
+        seen = tf.cast(tf.shape(x)[0], "float32")
+        marked = tf.reduce_sum(tf.cast(tf.reduce_max(x, axis=[1, 2, 3]) > 500.0, "float32"))
+        update = tf.stack([seen, marked, 0.0, 0.0]) if training else tf.stack([0.0, 0.0, seen, marked])
+        self.counts.assign_add(update)
+        return x
+
+
+class Mark(keras.layers.Layer):
+    """Input noise that is easy to detect downstream."""
+
+    def call(self, x, training=None):
+        return x + MARK
+
+
+def _data():
+    labeled, unlabeled, _ = ssl_datasets("digits_50")
+    resize = lambda image: tf.image.resize(tf.cast(image, "float32"), (SIZE, SIZE))  # noqa: E731
+    labeled = labeled.map(lambda image, label: (resize(image), label))
+    _, test = load_digits(SIZE)
+    return labeled, unlabeled.map(resize), test
+
+
+def _builder(built):
+    def build_student(k, dropout=0.0):
+        keras.utils.set_random_seed(k)
+        inputs = keras.Input((SIZE, SIZE, 3))
+        x = Spy(name="spy")(inputs)
+        x = keras.layers.Rescaling(1 / 255.0)(x)
+        x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dropout(dropout)(x)
+        model = keras.Model(inputs, keras.layers.Dense(10)(x))
+        built.append((k, dropout, model))
+        return model
+
+    return build_student
+
+
+def test_two_rounds_clean_teacher_noised_student_and_resume(tmp_path):
+    labeled, unlabeled, test = _data()
+    noise = {"randaugment": (2, 9), "augment": [Mark()], "dropout": 0.25}
+    built = []
+    kwargs = dict(output_dir=str(tmp_path), epochs=1, batch_size=128, noise=noise, validation_data=test,
+                  verbose=0)
+    results = noisy_student(_builder(built), None, labeled, unlabeled, rounds=1, **kwargs)
+
+    assert [r["round"] for r in results] == [0, 1] and not any(r["resumed"] for r in results)
+    assert [(k, dropout) for k, dropout, _ in built] == [(0, 0.25), (1, 0.25)]  # model noise reached the builder
+    n_u = int(unlabeled.cardinality())
+    assert results[0]["num_pseudo_labeled"] == 0 and results[1]["num_pseudo_labeled"] == n_u
+    for k in (0, 1):
+        directory = round_dir(str(tmp_path), k)
+        assert os.path.exists(os.path.join(directory, "model.keras"))
+        with open(os.path.join(directory, "metrics.json")) as file:
+            stored = json.load(file)
+        assert stored["round"] == k and 0.0 <= stored["accuracy"] <= 1.0
+
+    teacher_counts = np.array(built[0][2].get_layer("spy").counts)
+    student_counts = np.array(built[1][2].get_layer("spy").counts)
+    # Teacher (round 0 model) predicted the unlabeled images (and the test set) clean.
+    assert teacher_counts[2] >= n_u and teacher_counts[3] == 0
+    # Student: every training example was noised (50 labeled + 1797 pseudo-labeled).
+    assert student_counts[0] == student_counts[1] == 50 + n_u
+
+    # A run "killed" after round 1 (round 2 half-written, no metrics.json) resumes at round 2.
+    os.makedirs(round_dir(str(tmp_path), 2))
+    mtime = os.path.getmtime(os.path.join(round_dir(str(tmp_path), 1), "model.keras"))
+    built.clear()
+    resumed = noisy_student(_builder(built), None, labeled, unlabeled, rounds=2, **kwargs)
+    assert [r["round"] for r in resumed] == [0, 1, 2]
+    assert [r["resumed"] for r in resumed] == [True, True, False]
+    assert [k for k, _, _ in built] == [2]  # rounds 0 and 1 were not retrained
+    assert os.path.getmtime(os.path.join(round_dir(str(tmp_path), 1), "model.keras")) == mtime
+    assert os.path.exists(os.path.join(round_dir(str(tmp_path), 2), "metrics.json"))
+
+
+def test_given_teacher_hard_balanced_pseudo_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    x_u = rng.uniform(0, 255, size=(60, SIZE, SIZE, 3)).astype("float32")
+    x_l, y_l = x_u[:10], np.arange(10) % 10
+    built = []
+    teacher = _builder([])(0)
+    results = noisy_student(_builder(built), teacher, (x_l, y_l), x_u, rounds=1, output_dir=str(tmp_path),
+                            epochs=1, batch_size=32, mode="hard", balance=True, per_class=7, noise={},
+                            verbose=0)
+    assert [r["round"] for r in results] == [1]
+    predicted = np.unique(np.asarray(teacher.predict_on_batch(x_u)).argmax(-1))
+    assert results[0]["num_pseudo_labeled"] == 7 * len(predicted)
+    assert results[0]["accuracy"] is None
+    assert not os.path.exists(round_dir(str(tmp_path), 0))
+
+
+@pytest.mark.parametrize("kwargs,name", [({"rounds": 0}, "rounds"), ({"mode": "x"}, "mode"),
+                                         ({"epochs": 0}, "epochs"), ({"teacher": "t"}, "teacher"),
+                                         ({"batch_size": -1}, "batch_size")])
+def test_noisy_student_rejects_bad_arguments(tmp_path, kwargs, name):
+    args = {"build_student": _builder([]), "teacher": None, "labeled": (np.zeros((1, SIZE, SIZE, 3)), np.zeros(1)),
+            "unlabeled": np.zeros((1, SIZE, SIZE, 3)), "rounds": 1, "output_dir": str(tmp_path), "epochs": 1,
+            "batch_size": 2, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        noisy_student(**args)

@@ -1,0 +1,162 @@
+"""UDA: the consistency loss against a hand computation, TSA, and the `UDA` model's step."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_cnn.ssl.uda import UDA, tsa_mask, tsa_threshold, uda_consistency_loss
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _hand_uda(weak, strong, temperature, threshold):
+    target = _softmax(weak / temperature)
+    kl = (target * (np.log(target) - np.log(_softmax(strong)))).sum(-1)
+    mask = (_softmax(weak).max(-1) > threshold).astype("float32") if threshold is not None else np.ones(len(weak))
+    return kl * mask, mask
+
+
+WEAK = np.array([[4.0, 0.0, 0.0], [0.5, 0.2, 0.0], [0.0, 0.0, 6.0]], "float32")
+STRONG = np.array([[1.0, 0.5, -1.0], [0.0, 1.0, 0.0], [2.0, 0.0, 1.0]], "float32")
+
+
+@pytest.mark.parametrize("temperature,threshold", [(0.4, 0.8), (1.0, None), (0.5, 0.0)])
+def test_consistency_loss_matches_hand_computation(temperature, threshold):
+    loss, mask = uda_consistency_loss(WEAK, STRONG, temperature=temperature, threshold=threshold)
+    want_loss, want_mask = _hand_uda(WEAK, STRONG, temperature, threshold)
+    np.testing.assert_allclose(np.asarray(mask), want_mask)
+    np.testing.assert_allclose(np.asarray(loss), want_loss, rtol=1e-5, atol=1e-6)
+
+
+def test_threshold_masks_the_unconfident_example_and_sharpening_changes_the_target():
+    loss, mask = uda_consistency_loss(WEAK, STRONG, temperature=0.4, threshold=0.8)
+    # Row 1 (probabilities ~0.40/0.30/0.30) is under 0.8: masked, contributes 0.
+    np.testing.assert_array_equal(np.asarray(mask), [1.0, 0.0, 1.0])
+    assert float(loss[1]) == 0.0
+    sharp, _ = uda_consistency_loss(WEAK, STRONG, temperature=0.4, threshold=None)
+    flat, _ = uda_consistency_loss(WEAK, STRONG, temperature=1.0, threshold=None)
+    assert not np.allclose(np.asarray(sharp), np.asarray(flat))
+
+
+def test_sample_weight_multiplies_and_mixed_precision_logits_give_float32():
+    weights = np.array([2.0, 1.0, 0.0], "float32")
+    loss, _ = uda_consistency_loss(WEAK, STRONG, threshold=None, sample_weight=weights)
+    base, _ = uda_consistency_loss(WEAK, STRONG, threshold=None)
+    np.testing.assert_allclose(np.asarray(loss), np.asarray(base) * weights, rtol=1e-6)
+    half, _ = uda_consistency_loss(WEAK.astype("float16"), STRONG.astype("float16"), threshold=None)
+    assert half.dtype == tf.float32
+
+
+def test_gradient_flows_only_through_the_strong_branch():
+    weak, strong = tf.Variable(WEAK), tf.Variable(STRONG)
+    with tf.GradientTape() as tape:
+        loss, _ = uda_consistency_loss(weak, strong, threshold=None)
+        total = tf.reduce_sum(loss)
+    grad_weak, grad_strong = tape.gradient(total, [weak, strong])
+    assert grad_weak is None or not np.any(np.asarray(grad_weak))
+    # d KL / d z_strong = softmax(z_strong) - target
+    want = _softmax(STRONG) - _softmax(WEAK / 0.4)
+    np.testing.assert_allclose(np.asarray(grad_strong), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 0}, {"temperature": -1.0}, {"threshold": 1.5},
+                                    {"threshold": "high"}])
+def test_consistency_loss_rejects_bad_arguments(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        uda_consistency_loss(WEAK, STRONG, **kwargs)
+
+
+@pytest.mark.parametrize("schedule,step,want", [
+    ("linear", 0, 0.1), ("linear", 50, 0.55), ("linear", 100, 1.0), ("linear", 500, 1.0),
+    ("log", 0, 0.1), ("log", 50, (1 - np.exp(-2.5)) * 0.9 + 0.1), ("log", 100, (1 - np.exp(-5)) * 0.9 + 0.1),
+    ("exp", 0, np.exp(-5) * 0.9 + 0.1), ("exp", 50, np.exp(-2.5) * 0.9 + 0.1), ("exp", 100, 1.0),
+])
+def test_tsa_threshold_values(schedule, step, want):
+    got = float(tsa_threshold(step, 100, 10, schedule))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_tsa_threshold_accepts_the_optimizer_step_and_rejects_bad_arguments():
+    assert np.isclose(float(tsa_threshold(tf.Variable(25, dtype="int64"), 100, 2)), 0.625)
+    for kwargs, name in [({"total_steps": 0}, "total_steps"), ({"num_classes": 0}, "num_classes"),
+                         ({"schedule": "cosine"}, "schedule")]:
+        args = {"step": 0, "total_steps": 10, "num_classes": 10, **kwargs}
+        with pytest.raises(ValueError, match=name):
+            tsa_threshold(**args)
+
+
+def test_tsa_mask_drops_confident_correct_examples():
+    logits = np.log(np.array([[0.9, 0.05, 0.05], [0.3, 0.6, 0.1], [0.2, 0.2, 0.6]], "float32"))
+    labels = np.array([0, 0, 2])
+    # correct-class probabilities 0.9, 0.3, 0.6
+    np.testing.assert_array_equal(np.asarray(tsa_mask(logits, labels, 0.5)), [0, 1, 0])
+    np.testing.assert_array_equal(np.asarray(tsa_mask(logits, labels, 0.95)), [1, 1, 1])
+    one_hot = np.eye(3, dtype="float32")[labels]
+    np.testing.assert_array_equal(np.asarray(tsa_mask(logits, one_hot, 0.7)), [0, 1, 1])
+
+
+def _mlp(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(3)])
+
+
+def _batch(seed=0):
+    rng = np.random.default_rng(seed)
+    x_l = rng.normal(size=(6, 4)).astype("float32") * 3
+    y_l = rng.integers(0, 3, 6)
+    x_w = rng.normal(size=(8, 4)).astype("float32") * 3
+    x_s = x_w + rng.normal(size=(8, 4)).astype("float32")
+    return (x_l, y_l), (x_w, x_s)
+
+
+def test_uda_step_loss_equals_hand_computation_and_updates_the_model():
+    model = _mlp()
+    uda = UDA(model, unsup_weight=2.0, temperature=0.5, threshold=0.6, tsa="linear", total_steps=4)
+    uda.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"])
+    (x_l, y_l), (x_w, x_s) = _batch()
+    z_l, z_w, z_s = (np.asarray(model(x)) for x in (x_l, x_w, x_s))
+    before = [np.array(w) for w in model.trainable_weights]
+
+    eta = 1 / 3  # step 0 of the linear schedule
+    p_correct = _softmax(z_l)[np.arange(6), y_l]
+    keep = (p_correct <= eta).astype("float32")
+    ce = -np.log(p_correct)
+    sup = (ce * keep).sum() / max(keep.sum(), 1)
+    kl, mask = _hand_uda(z_w, z_s, 0.5, 0.6)
+    want = sup + 2.0 * kl.mean()
+
+    logs = uda.train_step(((x_l, y_l), (x_w, x_s)))
+    np.testing.assert_allclose(float(logs["loss"]), want, rtol=1e-5)
+    np.testing.assert_allclose(float(logs["sup_loss"]), sup, rtol=1e-5)
+    np.testing.assert_allclose(float(logs["mask_rate"]), mask.mean(), rtol=1e-6)
+    np.testing.assert_allclose(float(logs["tsa_rate"]), keep.mean(), rtol=1e-6)
+    assert "accuracy" in logs
+    assert all(not np.allclose(a, np.array(b)) for a, b in zip(before, model.trainable_weights))
+
+
+def test_uda_fits_a_zipped_dataset_and_evaluates_the_wrapped_model():
+    uda = UDA(_mlp(), threshold=None)
+    uda.compile(optimizer="adam", metrics=["accuracy"])
+    (x_l, y_l), (x_w, x_s) = _batch()
+    data = tf.data.Dataset.zip((
+        tf.data.Dataset.from_tensor_slices((x_l, y_l)).batch(3).repeat(),
+        tf.data.Dataset.from_tensor_slices((x_w, x_s)).batch(4).repeat(),
+    ))
+    history = uda.fit(data, steps_per_epoch=2, epochs=2, verbose=0, validation_data=(x_l, y_l))
+    assert {"loss", "sup_loss", "unsup_loss", "mask_rate", "accuracy", "val_loss"} <= set(history.history)
+    assert "val_sup_loss" not in history.history
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"unsup_weight": -1.0}, "unsup_weight"), ({"tsa": "cosine", "total_steps": 5}, "tsa"),
+    ({"tsa": "linear"}, "total_steps"), ({"threshold": 2.0}, "threshold"),
+])
+def test_uda_model_rejects_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        UDA(_mlp(), **kwargs)
