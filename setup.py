@@ -21,7 +21,7 @@ setup(
         "tensorboard",  # keras-cnn train's TensorBoard logs (not a dependency of every TF wheel)
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-xdist", "hypothesis>=6", "ruff"],
+        "dev": ["pytest>=7", "pytest-xdist", "hypothesis>=6", "ruff", "matplotlib"],  # matplotlib: tools' figures
         # keras-cv's augmentation layers plug into keras_cnn.data pipelines.
         "cv": ["keras-cv"],
     },
