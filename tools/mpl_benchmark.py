@@ -35,28 +35,22 @@ import tensorflow as tf  # noqa: E402
 
 import keras_cnn  # noqa: E402
 from keras_cnn.ssl.mpl import MetaPseudoLabels  # noqa: E402
+from keras_cnn.utils.argtypes import positive_int  # noqa: E402
 
 GOAL_RATIO = 1.3
 NARROW_RESNET18 = "resnet18_narrow"
 CLASSES = 10
 
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, received {text}")
-    return value
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=NARROW_RESNET18, help="registry name or resnet18_narrow")
-    parser.add_argument("--size", type=_positive_int, default=16, help="image size in px")
-    parser.add_argument("--labeled-batch", type=_positive_int, default=16)
-    parser.add_argument("--mu", type=_positive_int, default=3, help="unlabeled batch = mu x labeled batch")
-    parser.add_argument("--steps", type=_positive_int, default=5, help="timed steps per repeat")
-    parser.add_argument("--repeats", type=_positive_int, default=3)
-    parser.add_argument("--warmup", type=_positive_int, default=2)
+    parser.add_argument("--size", type=positive_int, default=16, help="image size in px")
+    parser.add_argument("--labeled-batch", type=positive_int, default=16)
+    parser.add_argument("--mu", type=positive_int, default=3, help="unlabeled batch = mu x labeled batch")
+    parser.add_argument("--steps", type=positive_int, default=5, help="timed steps per repeat")
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--warmup", type=positive_int, default=2)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser.parse_args(argv)
 

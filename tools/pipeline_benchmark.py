@@ -39,18 +39,12 @@ import tensorflow as tf  # noqa: E402
 
 import keras_cnn  # noqa: E402
 from keras_cnn import data  # noqa: E402
+from keras_cnn.utils.argtypes import positive_int  # noqa: E402
 
 GOAL_RATIO = 2.0
 DATASETS = ("digits", "cifar10")
 NARROW_RESNET18 = "resnet18_narrow"
 MOCK_EXAMPLES = 2048
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, received {text}")
-    return value
 
 
 def _pair(text):
@@ -64,8 +58,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=DATASETS, default="digits")
     parser.add_argument("--mock", action="store_true", help="tfds mock data (needed for cifar10 offline)")
-    parser.add_argument("--image-size", type=_positive_int, default=32)
-    parser.add_argument("--batch", type=_positive_int, default=128)
+    parser.add_argument("--image-size", type=positive_int, default=32)
+    parser.add_argument("--batch", type=positive_int, default=128)
     parser.add_argument("--model", default=NARROW_RESNET18, help=f"{NARROW_RESNET18} or a registry name")
     parser.add_argument("--preprocessing", choices=("cifar", "imagenet", "none"), default=None,
                         help="default: the dataset's own")
@@ -73,9 +67,9 @@ def parse_args(argv):
     parser.add_argument("--random-erasing", type=float, default=0.0)
     parser.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha")
     parser.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha")
-    parser.add_argument("--pipeline-batches", type=_positive_int, default=40)
-    parser.add_argument("--train-steps", type=_positive_int, default=10)
-    parser.add_argument("--warmup", type=_positive_int, default=3)
+    parser.add_argument("--pipeline-batches", type=positive_int, default=40)
+    parser.add_argument("--train-steps", type=positive_int, default=10)
+    parser.add_argument("--warmup", type=positive_int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)

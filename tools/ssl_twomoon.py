@@ -47,6 +47,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_cnn.ssl.mpl import MetaPseudoLabels  # noqa: E402
 from keras_cnn.ssl.pseudo_labels import PseudoLabelModel  # noqa: E402
+from keras_cnn.utils.argtypes import non_negative_float, positive_int  # noqa: E402
 
 METHODS = ("supervised", "pseudo_labels", "mpl")
 LABELS = {"supervised": "Supervised", "pseudo_labels": "Pseudo-Labels", "mpl": "Meta Pseudo Labels"}
@@ -54,33 +55,19 @@ NUM_POINTS = 2000
 LABELED_PER_CLASS = 3
 
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, received {text}")
-    return value
-
-
-def _non_negative_float(text):
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, received {text}")
-    return value
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=_positive_int, default=5, help="number of seeds (0 .. seeds-1)")
-    parser.add_argument("--noise", type=_non_negative_float, default=0.1, help="make_moons noise")
-    parser.add_argument("--steps", type=_positive_int, default=1500, help="optimizer steps per method")
-    parser.add_argument("--hidden", type=_positive_int, default=64, help="units per hidden layer")
-    parser.add_argument("--depth", type=_positive_int, default=2, help="hidden layers")
+    parser.add_argument("--seeds", type=positive_int, default=5, help="number of seeds (0 .. seeds-1)")
+    parser.add_argument("--noise", type=non_negative_float, default=0.1, help="make_moons noise")
+    parser.add_argument("--steps", type=positive_int, default=1500, help="optimizer steps per method")
+    parser.add_argument("--hidden", type=positive_int, default=64, help="units per hidden layer")
+    parser.add_argument("--depth", type=positive_int, default=2, help="hidden layers")
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (all models)")
-    parser.add_argument("--unlabeled-batch", type=_positive_int, default=128)
-    parser.add_argument("--pl-alpha", type=_non_negative_float, default=3.0, help="final pseudo-label weight")
-    parser.add_argument("--jitter", type=_non_negative_float, default=0.2,
+    parser.add_argument("--unlabeled-batch", type=positive_int, default=128)
+    parser.add_argument("--pl-alpha", type=non_negative_float, default=3.0, help="final pseudo-label weight")
+    parser.add_argument("--jitter", type=non_negative_float, default=0.2,
                         help="std of the MPL strong view's Gaussian jitter (standardised units)")
-    parser.add_argument("--uda-weight", type=_non_negative_float, default=1.0, help="MPL teacher's UDA weight")
+    parser.add_argument("--uda-weight", type=non_negative_float, default=1.0, help="MPL teacher's UDA weight")
     parser.add_argument("--student-wait", type=int, default=0, help="MPL student_wait_steps")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--figure", help="write the decision-boundary PNG of the first seed here")

@@ -66,6 +66,17 @@ def scale_learning_rate(base_learning_rate, batch_size, base_batch_size=256):
     return float(base_learning_rate) * batch_size / base_batch_size
 
 
+def _check_warmup(total_steps, warmup_steps):
+    """A run of `total_steps` (> 0) whose first `warmup_steps` (>= 0) warm up: the warmup must end."""
+    check_positive_int("total_steps", total_steps)
+    _check_non_negative_int("warmup_steps", warmup_steps)
+    if warmup_steps >= total_steps:
+        raise ValueError(
+            f"`warmup_steps` must be smaller than `total_steps` ({total_steps}), "
+            f"received warmup_steps={warmup_steps!r}"
+        )
+
+
 def warmup_cosine(learning_rate, *, total_steps, warmup_steps=0, alpha=0.0, warmup_start=0.0):
     """Linear warmup then cosine decay: Keras' `CosineDecay` with its built-in warmup.
 
@@ -85,15 +96,9 @@ def warmup_cosine(learning_rate, *, total_steps, warmup_steps=0, alpha=0.0, warm
         A `keras.optimizers.schedules.CosineDecay`.
     """
     check_positive_number("learning_rate", learning_rate)
-    check_positive_int("total_steps", total_steps)
-    _check_non_negative_int("warmup_steps", warmup_steps)
+    _check_warmup(total_steps, warmup_steps)
     _check_non_negative("alpha", alpha)
     _check_non_negative("warmup_start", warmup_start)
-    if warmup_steps >= total_steps:
-        raise ValueError(
-            f"`warmup_steps` must be smaller than `total_steps` ({total_steps}), "
-            f"received warmup_steps={warmup_steps!r}"
-        )
     if warmup_steps == 0:
         return keras.optimizers.schedules.CosineDecay(
             float(learning_rate), decay_steps=total_steps, alpha=float(alpha)
@@ -271,14 +276,8 @@ def polynomial_decay(learning_rate, *, total_steps, power=1.0, warmup_steps=0):
         A `LearningRateSchedule`.
     """
     check_positive_number("learning_rate", learning_rate)
-    check_positive_int("total_steps", total_steps)
     check_positive_number("power", power)
-    _check_non_negative_int("warmup_steps", warmup_steps)
-    if warmup_steps >= total_steps:
-        raise ValueError(
-            f"`warmup_steps` must be smaller than `total_steps` ({total_steps}), "
-            f"received warmup_steps={warmup_steps!r}"
-        )
+    _check_warmup(total_steps, warmup_steps)
     schedule = keras.optimizers.schedules.PolynomialDecay(
         float(learning_rate), decay_steps=total_steps - warmup_steps, end_learning_rate=0.0, power=float(power)
     )

@@ -1,0 +1,47 @@
+"""`argparse` types shared by the command-line tools (`tools/`, `keras-cnn`).
+
+Each parses one command-line string or raises `argparse.ArgumentTypeError`, which argparse
+turns into a usage message naming the option and the received text.
+"""
+
+import argparse
+
+
+def _number(text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}, "
+                                         f"received {text!r}") from None
+
+
+def positive_int(text):
+    """An integer >= 1."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, received {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    """A finite float >= 0."""
+    value = _number(text, float)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, received {text!r}")
+    return value
+
+
+def int_tuple(length):
+    """A type parsing `length` comma-separated positive integers, e.g. `"8,16,32,64"`."""
+
+    def parse(text):
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != length or min(values) < 1:
+            raise argparse.ArgumentTypeError(f"must be {length} comma-separated positive integers, "
+                                             f"received {text!r}")
+        return values
+
+    return parse
