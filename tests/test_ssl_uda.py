@@ -1,10 +1,21 @@
-"""UDA: the consistency loss against a hand computation, TSA, and the `UDA` model's step."""
+"""UDA: the consistency loss against a hand computation, TSA, the `UDA` model's step, and
+Mirrored (2 logical CPUs) == one device with gradient clipping.
+
+`python tests/test_ssl_uda.py mirrored` runs the 2-logical-CPU scenario in a fresh process
+(logical devices must be configured before TensorFlow initialises its devices).
+"""
+
+import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_cnn.distribute import train_step as train_step_module
 from keras_cnn.ssl.uda import UDA, tsa_mask, tsa_threshold, uda_consistency_loss
 
 
@@ -160,3 +171,57 @@ def test_uda_fits_a_zipped_dataset_and_evaluates_the_wrapped_model():
 def test_uda_model_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         UDA(_mlp(), **kwargs)
+
+
+# --- Mirrored(2 logical CPUs) == one device, with global_clipnorm ------------------------
+
+
+def _mirrored_scenario():
+    """Run in a fresh process (see the module docstring)."""
+    (x_l, y_l), (x_w, x_s) = _batch(seed=5)
+    x_l, y_l = x_l[:4], y_l[:4]  # 4 labeled and 8 unlabeled examples: 2 and 4 per replica
+    dataset = tf.data.Dataset.from_tensors(((x_l, y_l), (x_w, x_s))).repeat(3)
+
+    def train(strategy, fix=True):
+        train_step_module.CROSS_REPLICA_CLIPPING = fix
+        with strategy.scope():
+            model = _mlp(seed=0)
+            uda = UDA(model, unsup_weight=2.0, temperature=0.5, threshold=None, tsa="linear", total_steps=6)
+            uda.compile(optimizer=keras.optimizers.SGD(0.5, momentum=0.9, global_clipnorm=0.3))
+        logs = uda.fit(dataset, epochs=1, verbose=0).history
+        return logs, [w.numpy() for w in model.weights]
+
+    one_logs, one = train(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    two_logs, two = train(mirrored)
+    _, keras_clipping = train(mirrored, fix=False)
+    return {
+        "replicas": mirrored.num_replicas_in_sync,
+        "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
+        "keras_clipping_diff": max(float(np.abs(a - b).max()) for a, b in zip(one, keras_clipping)),
+        "loss": [one_logs["loss"][0], two_logs["loss"][0]],
+        "tsa_rate": [one_logs["tsa_rate"][0], two_logs["tsa_rate"][0]],
+    }
+
+
+def test_mirrored_two_replicas_equal_one_device_with_clipping():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    command = ["timeout", "-s", "KILL", "300", sys.executable, __file__, "mirrored"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=330)
+    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and results, done.stderr[-4000:]
+    result = json.loads(results[-1][len("RESULT "):])
+    assert result["replicas"] == 2
+    assert result["max_weight_diff"] < 1e-5
+    np.testing.assert_allclose(*result["loss"], rtol=1e-5)
+    np.testing.assert_allclose(*result["tsa_rate"], rtol=1e-6)
+    # The clipping is active (the gradient norm exceeds global_clipnorm): plain Keras, which
+    # clips each replica's share, gives other weights.
+    assert result["keras_clipping_diff"] > 1e-3
+
+
+if __name__ == "__main__":
+    _cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    print("RESULT " + json.dumps({"mirrored": _mirrored_scenario}[sys.argv[1]]()), flush=True)

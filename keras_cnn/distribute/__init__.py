@@ -13,7 +13,8 @@
 Multi-worker `fit` (`enable_multi_worker_fit`), `tf.data` sharding (`shard_options`,
 `distribute_dataset`) and multi-worker checkpointing (`chief_only_path`,
 `write_final_artifacts`, `backup_and_restore`) come from `multi_worker`, `data` and
-`checkpoint`.
+`checkpoint`. Custom `train_step`s use `replica_loss`, `unscale_loss`, `all_reduce`,
+`scaled_gradients` and `clip_across_replicas` (gradient clipping after the cross-replica sum).
 """
 
 from keras_cnn.distribute.checkpoint import backup_and_restore, chief_only_path, write_final_artifacts
@@ -21,7 +22,13 @@ from keras_cnn.distribute.data import distribute_dataset, shard_options
 from keras_cnn.distribute.multi_worker import enable_multi_worker_fit
 from keras_cnn.distribute.precision import choose_precision, set_precision
 from keras_cnn.distribute.strategy import device_kind, get_strategy, resolve_strategy_kind
-from keras_cnn.distribute.train_step import all_reduce, replica_loss, scaled_gradients, unscale_loss
+from keras_cnn.distribute.train_step import (
+    all_reduce,
+    clip_across_replicas,
+    replica_loss,
+    scaled_gradients,
+    unscale_loss,
+)
 from keras_cnn.distribute.xla import choose_jit_compile, has_depthwise, use_replica_xla
 
 __all__ = [
@@ -29,6 +36,7 @@ __all__ = [
     "backup_and_restore",
     "chief_only_path",
     "choose_jit_compile",
+    "clip_across_replicas",
     "choose_precision",
     "device_kind",
     "distribute_dataset",

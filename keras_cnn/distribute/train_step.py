@@ -16,9 +16,28 @@ the unscaled mean. A typical step:
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         self.loss_tracker.update_state(unscale_loss(loss))   # the global-batch mean
         return {"loss": self.loss_tracker.result()}
+
+With gradient clipping (`clipnorm`, `global_clipnorm`, `clipvalue` on the optimizer), pass
+the gradients through `clip_across_replicas(grads, self.optimizer)` before
+`apply_gradients` (a compatibility layer, see `CROSS_REPLICA_CLIPPING`).
 """
 
+import keras
 import tensorflow as tf
+
+# Compatibility layer (small, removable). Keras 3.15's optimizer clips in
+# `BaseOptimizer._backend_apply_gradients` *before* `_backend_update_step` all-reduces the
+# gradients, so under >= 2 replicas each replica's share (1/N of the global-batch gradient)
+# is clipped on its own: `global_clipnorm`/`clipnorm` then bound the wrong quantity, and the
+# update depends on the number of replicas. tf.keras refused clipping under strategies for
+# exactly this reason ("clipping before the gradients are aggregated is usually wrong"):
+# CLIPPING_UPSTREAM_ISSUE. `clip_across_replicas` clips the all-reduced gradient and hands
+# each replica 1/N of it; the optimizer's own clipping of that share is then a no-op.
+# `tests/test_ssl_distribute.py::test_keras_still_clips_per_replica` checks that plain Keras
+# still differs from one device; when it no longer does, delete this flag,
+# `clip_across_replicas` and its call sites (keras_cnn.ssl: mpl, uda, pseudo_labels).
+CLIPPING_UPSTREAM_ISSUE = "https://github.com/tensorflow/tensorflow/issues/33929"
+CROSS_REPLICA_CLIPPING = True
 
 
 def num_replicas():
@@ -108,3 +127,56 @@ def scaled_gradients(tape, loss, variables, optimizer=None):
         return tape.gradient(loss, variables)
     scale = tf.cast(optimizer.scale_loss(tf.ones((), loss.dtype)), loss.dtype)
     return tape.gradient(loss, variables, output_gradients=scale)
+
+
+def _inner_optimizer(optimizer):
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.inner_optimizer
+    return optimizer
+
+
+def clip_across_replicas(grads, optimizer):
+    """Gradients whose cross-replica sum is clipped as the optimizer's clipping asks.
+
+    Keras (3.15) clips each replica's gradients before summing them over replicas (see
+    `CROSS_REPLICA_CLIPPING`); under >= 2 replicas this function instead all-reduces the
+    gradients, clips the sum like the optimizer would on one device (`clipnorm` per tensor,
+    else `global_clipnorm`, else `clipvalue`, Keras' order) and returns this replica's
+    `1/N` share of the clipped sum, so the optimizer's own clipping of the share changes
+    nothing and its all-reduce rebuilds the clipped sum. The loss scale of a
+    `LossScaleOptimizer` (or `loss_scale_factor`) is divided out before clipping and put
+    back after. Non-finite gradients stay non-finite (a `LossScaleOptimizer` then skips the
+    step as usual). Costs one extra all-reduce of the gradients per step.
+
+    Args:
+        grads: This replica's gradients (a list; `None` entries are kept), scaled as
+            `optimizer.apply_gradients` expects (`scaled_gradients`).
+        optimizer: The Keras optimizer that will apply them (a `LossScaleOptimizer` too).
+
+    Returns:
+        A list of gradients for `apply_gradients`: `grads` itself on one replica, without
+        clipping, with `gradient_accumulation_steps` (Keras clips the accumulated gradient;
+        left as Keras does it) or with `CROSS_REPLICA_CLIPPING = False`.
+    """
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise ValueError(f"`optimizer` must be a keras.optimizers.Optimizer, received optimizer={optimizer!r}")
+    if not isinstance(grads, (list, tuple)):
+        raise ValueError(f"`grads` must be a list of gradients, received grads={grads!r}")
+    inner = _inner_optimizer(optimizer)
+    clipping = inner.clipnorm or inner.global_clipnorm or inner.clipvalue
+    replicas = num_replicas()
+    if not CROSS_REPLICA_CLIPPING or replicas == 1 or not clipping or inner.gradient_accumulation_steps:
+        return grads
+    scale = tf.cast(optimizer.scale_loss(tf.ones((), "float32")), "float32")
+    present = [i for i, g in enumerate(grads) if g is not None]
+    summed = all_reduce([tf.cast(tf.convert_to_tensor(grads[i]), "float32") / scale for i in present])
+    if inner.clipnorm:
+        summed = [tf.clip_by_norm(g, inner.clipnorm) for g in summed]
+    elif inner.global_clipnorm:
+        summed, _ = tf.clip_by_global_norm(summed, inner.global_clipnorm)
+    else:
+        summed = [tf.clip_by_value(g, -inner.clipvalue, inner.clipvalue) for g in summed]
+    clipped = list(grads)
+    for i, g in zip(present, summed):
+        clipped[i] = tf.cast(g * (scale / replicas), grads[i].dtype)
+    return clipped

@@ -61,9 +61,14 @@ Other choices, each as the released code unless said otherwise:
   loss, not to the feedback losses.
 - Gradient clipping and EMA are the optimizers' own (`global_clipnorm`, `use_ema`), with
   the clipping moved after the cross-replica sum under >= 2 replicas (Keras 3.15 clips each
-  replica's share, see `_clip_across_replicas`); under
+  replica's share, see `keras_cnn.distribute.clip_across_replicas`); under
   `mixed_float16` each optimizer is a `LossScaleOptimizer` (the teacher's by `compile`,
   the student's here). `finalize_student()` copies the student's EMA into its weights.
+- XLA (`compile(jit_compile=True)`): the whole step is compiled on one device (or TPU).
+  Under >= 2 GPU/CPU replicas Keras' whole-step compilation fails (keras-team/keras#19005)
+  and `keras_cnn.distribute.use_replica_xla`'s per-replica split does not fit this step
+  (two cross-replica synchronisations between the teacher's forward and backward), so
+  `compile` turns XLA off there, with a warning.
 
 **Reduced MPL** (the paper's §3.4 / Appendix for very large teachers): the large teacher is
 trained first and frozen; its logits on the labeled and unlabeled images are precomputed
@@ -76,6 +81,7 @@ The finetuning stage is `finetune_student` (plain `compile`/`fit` on labeled dat
 fresh optimizer).
 """
 
+import logging
 import numbers
 
 import keras
@@ -83,13 +89,17 @@ import tensorflow as tf
 
 from keras_cnn.distribute.train_step import (
     all_reduce,
-    num_replicas,
+    clip_across_replicas,
     replica_loss,
     scaled_gradients,
     unscale_loss,
 )
+from keras_cnn.distribute.xla import UPSTREAM_ISSUE as XLA_UPSTREAM_ISSUE
+from keras_cnn.distribute.xla import needs_replica_xla
 from keras_cnn.ssl.uda import regularization_loss, uda_consistency_loss
 from keras_cnn.validation import check_positive_int, check_positive_number, check_rate
+
+LOGGER = logging.getLogger("keras_cnn.ssl")
 
 __all__ = [
     "MetaPseudoLabels",
@@ -165,47 +175,6 @@ class StudentWaitSchedule(keras.optimizers.schedules.LearningRateSchedule):
         if isinstance(base, dict):
             base = keras.saving.deserialize_keras_object(base)
         return cls(base, config["wait_steps"])
-
-
-# Compatibility layer (small, removable). Keras 3.15's optimizer clips in `apply` *before*
-# `_backend_update_step` all-reduces the gradients, so under >= 2 replicas each replica's
-# share (1/N of the global gradient) is clipped on its own: `global_clipnorm` then bounds the
-# wrong quantity and results depend on the number of replicas (tf.keras refused clipping
-# under strategies for this reason: tensorflow/tensorflow#33929). `_clip_across_replicas`
-# clips the all-reduced gradient and hands each replica 1/N of it; the optimizer's own
-# clipping of that share is then a no-op. `tests/test_ssl_mpl.py` (Mirrored scenario,
-# "keras_clipping_diff") checks that plain Keras still differs; when it no longer does,
-# delete this function and its two call sites.
-CROSS_REPLICA_CLIPPING = True
-
-
-def _clip_across_replicas(grads, optimizer):
-    """Gradients whose all-reduced sum is clipped as the optimizer's `global_clipnorm`/`clipnorm` asks.
-
-    Args:
-        grads: This replica's gradients, scaled as `optimizer.apply_gradients` expects
-            (`keras_cnn.distribute.scaled_gradients`).
-        optimizer: The optimizer that will apply them (a `LossScaleOptimizer` too).
-
-    Returns:
-        The gradients to pass to `apply_gradients` (unchanged on one replica or without
-        norm clipping).
-    """
-    inner = _inner(optimizer)
-    replicas = num_replicas()
-    if not CROSS_REPLICA_CLIPPING or replicas == 1 or (inner.global_clipnorm is None and inner.clipnorm is None):
-        return grads
-    scale = tf.cast(optimizer.scale_loss(tf.ones((), "float32")), "float32")
-    present = [i for i, g in enumerate(grads) if g is not None]
-    summed = all_reduce([tf.cast(grads[i], "float32") / scale for i in present])
-    if inner.global_clipnorm is not None:
-        summed, _ = tf.clip_by_global_norm(summed, inner.global_clipnorm)
-    else:
-        summed = [tf.clip_by_norm(g, inner.clipnorm) for g in summed]
-    clipped = list(grads)
-    for i, g in zip(present, summed):
-        clipped[i] = tf.cast(g * scale / replicas, grads[i].dtype)
-    return clipped
 
 
 def _one_hot(labels, num_classes):
@@ -324,7 +293,9 @@ class MetaPseudoLabels(keras.Model):
                 instances taking one-hot labels and logits (`CategoricalAccuracy`,
                 `TopKCategoricalAccuracy`).
             **kwargs: Other `keras.Model.compile` arguments except `loss`, `optimizer`
-                (`jit_compile`, `steps_per_execution`).
+                (`jit_compile`, `steps_per_execution`). `jit_compile=True` compiles the
+                whole step with XLA on one device or TPU; under >= 2 GPU/CPU replicas it
+                is turned off with a warning (keras-team/keras#19005).
         """
         for argument in ("loss", "optimizer"):
             if argument in kwargs:
@@ -347,6 +318,17 @@ class MetaPseudoLabels(keras.Model):
             if not isinstance(base, StudentWaitSchedule):
                 inner.learning_rate = StudentWaitSchedule(base, self.student_wait_steps)
         super().compile(optimizer=teacher_optimizer, **kwargs)
+        if needs_replica_xla(self):
+            # Keras compiles the whole `strategy.run(train_step)` as one XLA cluster, which
+            # fails under >= 2 replicas (keras-team/keras#19005, see keras_cnn.distribute.xla).
+            # `use_replica_xla`'s per-replica split does not fit this step: the student's
+            # all-reduced update and the all-reduced feedback sit between the teacher's
+            # forward and its backward, so it would need three XLA segments and a second
+            # teacher pass. One device (and TPU) keeps XLA.
+            LOGGER.warning("MetaPseudoLabels: jit_compile=True under %d replicas is not supported (%s); "
+                           "compiling without XLA", self.distribute_strategy.num_replicas_in_sync,
+                           XLA_UPSTREAM_ISSUE)
+            self.jit_compile = False
         if self.dtype_policy.name == "mixed_float16" and not isinstance(
             student_optimizer, keras.optimizers.LossScaleOptimizer
         ):
@@ -432,7 +414,7 @@ class MetaPseudoLabels(keras.Model):
             student_loss = replica_loss(_cross_entropy(targets, logits_u, self.label_smoothing))
             student_total = student_loss + regularization_loss(self.student)
         before = self._labeled_loss(y_l, tf.stop_gradient(logits_l))
-        grads = _clip_across_replicas(
+        grads = clip_across_replicas(
             scaled_gradients(tape, student_total, variables, self.student_optimizer), self.student_optimizer)
         # Read before the update: the StudentWaitSchedule sees the same count.
         active = tf.cast(self.student_optimizer.iterations >= self.student_wait_steps, "float32")
@@ -470,7 +452,7 @@ class MetaPseudoLabels(keras.Model):
             teacher_loss = (sup_loss + self.uda_weight * uda_loss + h * mpl_loss
                             + regularization_loss(self.teacher))
         variables = self.teacher_variables
-        grads = _clip_across_replicas(scaled_gradients(tape, teacher_loss, variables, self.optimizer), self.optimizer)
+        grads = clip_across_replicas(scaled_gradients(tape, teacher_loss, variables, self.optimizer), self.optimizer)
         self.optimizer.apply_gradients(zip(grads, variables))
         labeled_after = unscale_loss(replica_loss(_cross_entropy(y_l, logits_after)))
         values = {"loss": labeled_after, "teacher_loss": unscale_loss(teacher_loss),

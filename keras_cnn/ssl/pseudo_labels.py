@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_cnn.distribute.train_step import replica_loss, scaled_gradients, unscale_loss
+from keras_cnn.distribute.train_step import clip_across_replicas, replica_loss, scaled_gradients, unscale_loss
 from keras_cnn.ssl.uda import SemiSupervisedWrapper, per_example_cross_entropy, regularization_loss
 from keras_cnn.validation import check_choice, check_positive_int
 
@@ -302,7 +302,8 @@ class PseudoLabelModel(SemiSupervisedWrapper):
             targets, weights = self.pseudo_weights(logits_u)
             pseudo = replica_loss(per_example_cross_entropy(targets, logits_u), sample_weight=weights)
             loss = labeled + alpha * pseudo + regularization_loss(self.model)
-        grads = scaled_gradients(tape, loss, variables, self.optimizer)
+        # Clipping (if the optimizer has any) of the cross-replica sum, not of each share.
+        grads = clip_across_replicas(scaled_gradients(tape, loss, variables, self.optimizer), self.optimizer)
         self.optimizer.apply_gradients(zip(grads, variables))
         self.update_trackers(loss, labeled_loss=unscale_loss(labeled), pseudo_loss=unscale_loss(pseudo),
                              alpha=alpha, pseudo_rate=tf.reduce_mean(weights))

@@ -28,6 +28,7 @@ from keras import ops
 
 from keras_cnn.distribute.train_step import (
     all_reduce,
+    clip_across_replicas,
     num_replicas,
     replica_loss,
     scaled_gradients,
@@ -246,7 +247,9 @@ class UDA(SemiSupervisedWrapper):
 
     Logged: `loss`, `sup_loss`, `unsup_loss`, `mask_rate` (fraction of unlabeled examples
     above the confidence threshold), `tsa_rate` (fraction of labeled ones TSA keeps) and the
-    compiled metrics on the labeled batch. Do not pass `loss` to `compile`.
+    compiled metrics on the labeled batch. Do not pass `loss` to `compile`. The optimizer's
+    gradient clipping applies to the cross-replica sum of the gradients, as on one device
+    (`keras_cnn.distribute.clip_across_replicas`).
 
     Args:
         model: A classifier returning logits (`classifier_activation=None`).
@@ -307,7 +310,8 @@ class UDA(SemiSupervisedWrapper):
             logits_l, logits_weak, logits_strong = tf.split(logits, [n_l, n_u, n_u], axis=0)
             total, sup, unsup, mask, keep = self.compute_losses(logits_l, y_l, logits_weak, logits_strong)
             loss = total + regularization_loss(self.model)
-        grads = scaled_gradients(tape, loss, variables, self.optimizer)
+        # Clipping (if the optimizer has any) of the cross-replica sum, not of each share.
+        grads = clip_across_replicas(scaled_gradients(tape, loss, variables, self.optimizer), self.optimizer)
         self.optimizer.apply_gradients(zip(grads, variables))
         self.update_trackers(loss, sup_loss=unscale_loss(sup), unsup_loss=unscale_loss(unsup),
                              mask_rate=tf.reduce_mean(mask), tsa_rate=tf.reduce_mean(keep))
