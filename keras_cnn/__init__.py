@@ -10,6 +10,7 @@ from keras_cnn import layers, models, utils, weights
 from keras_cnn.models import *  # noqa: F401,F403  (every CamelCase builder)
 from keras_cnn.models import __all__ as _model_names
 from keras_cnn.models.base import ensure_recursion_limit as _ensure_recursion_limit
+from keras_cnn.models.features import feature_extractor, feature_layers
 from keras_cnn.registry import ModelInfo, create_model, get_model_info, list_models
 
 # Loading a saved EfficientNet-L2 maps a graph deeper than Python's default recursion
@@ -21,6 +22,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ModelInfo",
     "create_model",
+    "feature_extractor",
+    "feature_layers",
     "get_model_info",
     "layers",
     "list_models",

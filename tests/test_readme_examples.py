@@ -16,7 +16,8 @@ def _python_block(after_heading):
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.mark.parametrize("heading", ["## Distributed / TPU / mixed precision", "### The Bag-of-Tricks toolkit"])
+@pytest.mark.parametrize("heading", ["## Distributed / TPU / mixed precision", "### The Bag-of-Tricks toolkit",
+                                     "## Feature pyramids"])
 def test_readme_example_runs(heading, tmp_path):
     code = _python_block(heading).replace("/tmp/keras_cnn_run", str(tmp_path))
     # A fresh interpreter: get_strategy must run before any other TensorFlow op.
@@ -25,3 +26,8 @@ def test_readme_example_runs(heading, tmp_path):
     if heading.startswith("## Distributed"):
         assert (tmp_path / "model.keras").is_file()
         assert not (tmp_path / "backup").exists()  # a finished run leaves no backup to "resume"
+    if heading == "## Feature pyramids":
+        # Each print is followed by a comment with what it prints.
+        lines = code.splitlines()
+        expected = [lines[i + 1].lstrip("# ") for i, line in enumerate(lines[:-1]) if line.startswith("print(")]
+        assert result.stdout.splitlines()[-len(expected):] == expected

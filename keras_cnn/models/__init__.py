@@ -1,6 +1,6 @@
 """Model families, one module each. Importing a family module registers its variants.
 
-Every public module of this package except `base` is a family: it defines its generic
+Every public module of this package except `base` and `features` is a family: it defines its generic
 builder, a `VARIANTS` table and calls `keras_cnn.registry.register_variants`, whose
 returned CamelCase builder names are the module's `__all__`.
 """
@@ -8,7 +8,7 @@ returned CamelCase builder names are the module's `__all__`.
 import importlib
 import pkgutil
 
-NOT_FAMILIES = {"base"}
+NOT_FAMILIES = {"base", "features"}
 FAMILIES = tuple(
     importlib.import_module(f"{__name__}.{module.name}")
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
