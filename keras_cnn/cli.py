@@ -2,7 +2,8 @@
 
     keras-cnn train digits_quickstart                 # offline: trains and prints the test accuracy
     keras-cnn train wrn28_2_cifar10 --set epochs=10 --data-dir ~/tensorflow_datasets
-    keras-cnn recipes                                 # the recipe names
+    keras-cnn train mpl_cifar10_4k --set download=True # Meta Pseudo Labels (a recipe's "method")
+    keras-cnn recipes                                 # the recipe names and methods
     keras-cnn models 'resnet*'                        # the model zoo with params and GMACs
 """
 
@@ -30,8 +31,10 @@ def _recipes(args):
     from keras_cnn.training.config import list_recipes
 
     for name in list_recipes():
-        doc = (importlib.import_module(f"keras_cnn.recipes.{name}").__doc__ or "").strip().splitlines()
-        print(f"{name:34s} {doc[0] if doc else ''}")
+        module = importlib.import_module(f"keras_cnn.recipes.{name}")
+        doc = (module.__doc__ or "").strip().splitlines()
+        method = module.config().get("method", "supervised")
+        print(f"{name:34s} {method:14s} {doc[0] if doc else ''}")
     return 0
 
 
@@ -39,6 +42,8 @@ def _format_results(results, output):
     lines = [f"test accuracy: {100 * results['test_accuracy']:.2f} %  (loss {results['test_loss']:.4f})"]
     if "test_top5_accuracy" in results:
         lines[0] += f", top-5 {100 * results['test_top5_accuracy']:.2f} %"
+    if "before_finetune_accuracy" in results:
+        lines[0] += f"; before finetuning {100 * results['before_finetune_accuracy']:.2f} %"
     if results.get("already_finished"):
         lines.append(f"{output} is a finished run (results.json); --restart trains it again")
     else:
@@ -90,7 +95,7 @@ def build_parser():
                         help="skip building the models (no params/GMACs columns)")
     models.set_defaults(func=_models)
 
-    recipes = sub.add_parser("recipes", help="list the training recipes")
+    recipes = sub.add_parser("recipes", help="list the training recipes and their methods")
     recipes.set_defaults(func=_recipes)
 
     train = sub.add_parser("train", help="train a recipe with model.fit (resumes a killed run)")

@@ -1,5 +1,6 @@
 import inspect
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -89,6 +90,9 @@ def load_tool(name):
 
     spec = importlib.util.spec_from_file_location(f"keras_cnn_tool_{name}", os.path.join(TOOLS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
+    # Registered like an imported module: tf.function/AutoGraph reads a function's module
+    # from sys.modules (without it tf.data map functions run unconverted, with a warning).
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

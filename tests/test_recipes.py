@@ -18,22 +18,24 @@ RECIPES = [
     "resnet50d_bag_of_tricks",
     "resnet50d_bag_of_tricks_distill",
     "resnet50d_bag_of_tricks_mixup",
+    "resnet50_finetune_cifar10",
     "squeezenet_imagenet",
     "wrn28_2_cifar10",
 ]
 
 
 def test_every_recipe_is_listed():
-    assert config_lib.list_recipes() == RECIPES
+    supervised = [n for n in config_lib.list_recipes() if config_lib.load_recipe(n)["method"] == "supervised"]
+    assert supervised == RECIPES  # the semi-supervised ones: tests/test_ssl_recipes.py
 
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_is_plain_data_with_a_source(name):
     module = importlib.import_module(f"keras_cnn.recipes.{name}")
     raw = module.config()
-    assert isinstance(raw, dict) and set(raw) <= set(config_lib.DEFAULTS)
+    assert isinstance(raw, dict) and set(raw) <= set(config_lib.defaults_for("supervised"))
     cfg = config_lib.load_recipe(name)
-    assert set(cfg) == set(config_lib.DEFAULTS)
+    assert set(cfg) == set(config_lib.defaults_for("supervised"))
     # Every recipe names its source (a paper with its year, or the base recipe it derives from).
     doc = module.__doc__ or ""
     assert re.search(r"(19|20)\d\d", doc) or "bag_of_tricks" in doc, f"{name} docstring names no source"
@@ -175,6 +177,29 @@ def test_distill_recipe_smoke(tmp_path):
     cfg = _smoke_config("resnet50d_bag_of_tricks_distill", 64, {"teacher": "resnet18d", "teacher_weights": str(path)})
     results = _run_smoke(cfg, tmp_path)
     _check_run(results, tmp_path, cfg)
+
+
+@pytest.mark.slow
+def test_finetune_recipe_smoke(tmp_path):
+    # The real two-phase path with a pretrained backbone from a file (a narrow ResNet-50 classifier
+    # standing in for the ImageNet one, which would need a download); its head is replaced.
+    from keras_cnn.registry import create_model
+
+    pretrained = create_model("resnet50", classes=1000, input_shape=(32, 32, 3), stem_width=8,
+                              planes=(8, 16, 32, 64))
+    path = tmp_path / "pretrained.keras"
+    pretrained.save(path)
+    cfg = _smoke_config("resnet50_finetune_cifar10", 32, {"backbone": str(path), "freeze_epochs": 1, "epochs": 2})
+    results = _run_smoke(cfg, tmp_path)
+    _check_run(results, tmp_path, cfg)
+    assert (tmp_path / "run" / "frozen_phase" / "phase.weights.h5").exists()
+
+
+def test_finetune_recipe_hyperparameters():
+    cfg = config_lib.load_recipe("resnet50_finetune_cifar10")
+    assert (cfg["backbone"], cfg["freeze_epochs"], cfg["trainable_stages"], cfg["train_bn"]) == ("imagenet", 2, "all",
+                                                                                                  False)
+    assert cfg["unfreeze_learning_rate_factor"] == 0.1 and cfg["image_size"] == 224
 
 
 def test_distill_without_teacher_weights_is_a_clear_error(tmp_path):

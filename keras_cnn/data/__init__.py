@@ -14,7 +14,9 @@ class ids, or float32 one-hot labels with `one_hot=True`.
                                one_hot=True, mixup_alpha=0.2)
 """
 
+from keras_cnn.data import corruptions
 from keras_cnn.data.augment import RANDAUGMENT_MAX_MAGNITUDE, augment_layers, mixing_layers
+from keras_cnn.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from keras_cnn.data.digits import load_digits
 from keras_cnn.data.pipeline import epoch_variable, make_pipeline
 from keras_cnn.data.preprocessing import (
@@ -37,6 +39,10 @@ from keras_cnn.data.tfds import (
 )
 
 __all__ = [
+    "CORRUPTIONS",
+    "SEVERITIES",
+    "corrupt",
+    "corruptions",
     "DATASETS",
     "RANDAUGMENT_MAX_MAGNITUDE",
     "SSL_SPLITS",

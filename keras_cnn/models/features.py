@@ -27,7 +27,7 @@ import keras
 from keras_cnn.layers.pooling import GridAveragePooling2D
 from keras_cnn.validation import check_positive_int
 
-__all__ = ["feature_extractor", "feature_layers"]
+__all__ = ["feature_extractor", "feature_layers", "stage_outputs"]
 
 DEFAULT_STRIDES = (4, 8, 16, 32)
 
@@ -157,6 +157,35 @@ def _entering_blocks(names, layer_strides):
     return entering
 
 
+def stage_outputs(model):
+    """Every stride `model` reaches on its main path, with the layer that ends it there.
+
+    Args:
+        model: A functional image model (any keras_cnn builder, with or without its top).
+
+    Returns:
+        A dict stride -> layer name in increasing stride (topological) order; the last entry
+        is the final feature map (where a new head goes).
+    """
+    _check_model(model)
+    graph = _predecessors(model)
+    main_path = _dominators_of_output(model, graph)
+    layer_strides = _layer_strides(model, graph)
+    names = [
+        layer.name for layer in model.layers
+        if layer.name in main_path and layer.name in layer_strides
+        # padding only frames the map before a strided op: its input is the feature
+        and not isinstance(layer, (keras.layers.InputLayer, keras.layers.ZeroPadding2D))
+    ]
+    entering = _entering_blocks(names, layer_strides)
+    last_at = {}
+    for name in names:
+        stride = layer_strides[name]
+        if stride not in entering or not name.startswith(entering[stride]):
+            last_at[stride] = name
+    return last_at
+
+
 def feature_layers(model, strides=DEFAULT_STRIDES):
     """Names of the layers whose outputs are `model`'s features at `strides`.
 
@@ -173,19 +202,7 @@ def feature_layers(model, strides=DEFAULT_STRIDES):
     """
     _check_model(model)
     _check_strides(strides)
-    graph = _predecessors(model)
-    main_path = _dominators_of_output(model, graph)
-    layer_strides = _layer_strides(model, graph)
-    names = [
-        layer.name for layer in model.layers
-        if layer.name in main_path and layer.name in layer_strides and not isinstance(layer, keras.layers.InputLayer)
-    ]
-    entering = _entering_blocks(names, layer_strides)
-    last_at = {}
-    for name in names:
-        stride = layer_strides[name]
-        if stride not in entering or not name.startswith(entering[stride]):
-            last_at[stride] = name
+    last_at = stage_outputs(model)
     missing = [s for s in strides if s not in last_at]
     if missing:
         raise ValueError(f"{model.name!r} has no feature map at strides {missing} (it has "

@@ -1,0 +1,62 @@
+"""Meta Pseudo Labels on ImageNet-10%: ResNet-50 teacher and student, UDA, 700k steps.
+
+Pham et al., "Meta Pseudo Labels", CVPR 2021 (arXiv:2003.10580), Table 3: 73.89 % top-1 with
+10 % of the labels. The numbers are the released code's ImageNet-10% command
+(github.com/google-research/google-research/tree/master/meta_pseudo_labels, README; the flag
+given twice there, `train_batch_size`, is taken at its last value):
+
+- ResNet-50 teacher and student, `dense_dropout_rate=0.1`, 224 px, Inception crops;
+- `train_batch_size=1024` labeled images and `uda_data=15` (mu) x 1,024 unlabeled ones per step;
+- `num_train_steps=700000`: 700 epochs of 1,000 steps here;
+- Nesterov momentum 0.9, cosine decay; `mpl_student_lr=0.1` and `mpl_teacher_lr=0.15` per 256
+  labeled images (0.4 and 0.6 at 1,024), warmups `mpl_student_lr_warmup_steps=5000` and
+  `mpl_teacher_lr_warmup_steps=5000` (5 epochs), `mpl_student_lr_wait_steps=20000` (20 epochs);
+- `weight_decay=1e-4`, `label_smoothing=0.1`, `ema_decay=0.999`, `grad_bound=5` (global norm);
+- UDA: `uda_weight=20`, `uda_temp=0.5`, `uda_threshold=0.6`.
+
+Deviations as in `mpl_cifar10_4k`: RandAugment (2, 10) for the release's `augment_magnitude=17`,
+a constant UDA weight (release: linear ramp over `uda_steps=50000`), batch-norm momentum 0.9,
+hard pseudo-labels; finetuning (not in the release) 8,192 steps at 3e-5 with batch 512,
+unverified against the paper. ImageNet must be prepared by hand (`keras_cnn.data`).
+
+    keras-cnn train mpl_imagenet_10pct --strategy tpu --data-dir gs://bucket/tfds --output gs://bucket/runs/mpl
+"""
+
+
+def config():
+    return {
+        "method": "mpl",
+        "model": "resnet50",
+        "model_args": {"dropout": 0.1},
+        "dataset": "imagenet",
+        "ssl_split": "imagenet_10pct",
+        "image_size": 224,
+        "randaugment": (2, 10),
+        "epochs": 700,
+        "steps_per_epoch": 1000,
+        "batch_size": 1024,
+        "mu": 15,
+        "optimizer": "sgd",
+        "momentum": 0.9,
+        "nesterov": True,
+        "learning_rate": 0.1,
+        "teacher_learning_rate": 0.15,
+        "base_batch_size": 256,
+        "schedule": "cosine",
+        "warmup_epochs": 5,
+        "teacher_warmup_epochs": 5,
+        "student_wait_epochs": 20,
+        "weight_decay": 1e-4,
+        "no_bias_decay": True,
+        "label_smoothing": 0.1,
+        "ema": 0.999,
+        "uda_weight": 20.0,
+        "uda_temperature": 0.5,
+        "uda_threshold": 0.6,
+        "global_clipnorm": 5.0,
+        "hard_pseudo_labels": True,
+        "finetune_steps": 8192,
+        "finetune_learning_rate": 3e-5,
+        "finetune_batch_size": 512,
+        "validation_freq": 10,
+    }
