@@ -109,7 +109,10 @@ def register_variants(family_builder, rows, *, family, paper, namespace):
     added = []
     for row in rows:
         fields = {**defaults, **row}
-        fields["pretrained"] = tuple(fields["pretrained"])
+        # Named checkpoints of timm/torchvision (keras_cnn.weights.tags) join the row's own tags.
+        from keras_cnn.weights.tags import tags_for
+
+        fields["pretrained"] = tuple(fields["pretrained"]) + tags_for(fields["name"])
         config = dict(fields.pop("config"))
         if fields["name"] in _MODELS:
             raise ValueError(f"model name {fields['name']!r} is registered twice")

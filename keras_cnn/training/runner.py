@@ -52,6 +52,7 @@ from keras_cnn import data
 from keras_cnn.distribute import checkpoint as ckpt
 from keras_cnn.distribute.precision import set_precision
 from keras_cnn.distribute.strategy import get_strategy, resolve_strategy_kind
+from keras_cnn.distribute.train_step import CLIPPING_UPSTREAM_ISSUE
 from keras_cnn.distribute.xla import choose_jit_compile, use_replica_xla
 from keras_cnn.registry import create_model
 from keras_cnn.training.callbacks import (
@@ -465,6 +466,12 @@ def train(config, *, output_dir, strategy="auto", data_dir=None, verbose="auto",
     with run_context(cfg):
         strategy = resolve_strategy(strategy)
         precision = set_precision(strategy, cfg["precision"])
+        if cfg["clipnorm"] is not None and strategy.num_replicas_in_sync > 1:
+            # Keras' own fit clips each replica's share before the all-reduce (the custom
+            # train_steps of keras_cnn.ssl use keras_cnn.distribute.clip_across_replicas instead).
+            LOGGER.warning("clipnorm=%s under %d replicas: Keras clips each replica's gradients before summing "
+                           "them (%s), so the bound differs from a one-device run", cfg["clipnorm"],
+                           strategy.num_replicas_in_sync, CLIPPING_UPSTREAM_ISSUE)
         train_source, eval_source, train_examples = _sources(cfg, info, image_size, data_dir)
         steps_per_epoch = cfg["steps_per_epoch"] or train_examples // cfg["batch_size"]
         if steps_per_epoch < 1:

@@ -1,4 +1,4 @@
-"""Pretrained weights: named tags and keras.applications ports."""
+"""Pretrained weights: keras.applications ports and named timm/torchvision checkpoints (`tags`)."""
 
 from keras_cnn.weights.keras_applications import (
     KerasApplicationsPort,
@@ -9,6 +9,7 @@ from keras_cnn.weights.keras_applications import (
     load_keras_applications_imagenet,
     transfer_weights,
 )
+from keras_cnn.weights.tags import TAGS, WeightsTag, fetch, get_tag, load_tagged, tags_for
 
 IMAGENET_CLASSES = 1000
 # Builder arguments that do not change which weights a model has.
@@ -62,14 +63,21 @@ def load_pretrained(name, tag, builder, kwargs):
     kwargs.setdefault("name", name)
     if tag == "imagenet" and keras_applications_name(name):
         return load_keras_applications_imagenet(name, builder, kwargs)
+    if tag in TAGS:
+        return load_tagged(name, tag, kwargs)
     raise ValueError(f"No loader for weights={tag!r} of {name!r}")
 
 
 __all__ = [
+    "TAGS",
     "KerasApplicationsPort",
+    "WeightsTag",
     "WeightsUnavailableError",
     "from_keras_applications",
     "keras_applications_ports",
     "load_pretrained",
+    "fetch",
+    "get_tag",
+    "tags_for",
     "transfer_weights",
 ]
