@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_cnn.data import load_digits, ssl_datasets
-from keras_cnn.ssl.noisy_student import noisy_student, round_dir
+from keras_cnn.ssl.noisy_student import noisy_student, round_dir, steps_per_epoch
 
 SIZE = 16
 MARK = 1000.0  # added by the marker "noise": clean pixels are <= 255
@@ -22,12 +22,17 @@ class Spy(keras.layers.Layer):
     def build(self, input_shape):
         # [seen in training, marked in training, seen in inference, marked in inference]
         self.counts = self.add_weight(shape=(4,), initializer="zeros", trainable=False, name="counts")
+        # [training batches, smallest training batch]
+        self.batches = self.add_weight(shape=(2,), initializer=keras.initializers.Constant([0.0, 1e9]),
+                                       trainable=False, name="batches")
 
     def call(self, x, training=None):
         seen = tf.cast(tf.shape(x)[0], "float32")
         marked = tf.reduce_sum(tf.cast(tf.reduce_max(x, axis=[1, 2, 3]) > 500.0, "float32"))
         update = tf.stack([seen, marked, 0.0, 0.0]) if training else tf.stack([0.0, 0.0, seen, marked])
         self.counts.assign_add(update)
+        if training:
+            self.batches.assign(tf.stack([self.batches[0] + 1.0, tf.minimum(self.batches[1], seen)]))
         return x
 
 
@@ -85,8 +90,10 @@ def test_two_rounds_clean_teacher_noised_student_and_resume(tmp_path):
     student_counts = np.array(built[1][2].get_layer("spy").counts)
     # Teacher (round 0 model) predicted the unlabeled images (and the test set) clean.
     assert teacher_counts[2] >= n_u and teacher_counts[3] == 0
-    # Student: every training example was noised (50 labeled + 1797 pseudo-labeled).
-    assert student_counts[0] == student_counts[1] == 50 + n_u
+    # Student: one epoch of ceil((50 labeled + 1797 pseudo-labeled) / 128) full batches, every
+    # training example noised.
+    assert student_counts[0] == student_counts[1] == steps_per_epoch(50 + n_u, 128) * 128
+    assert np.array(built[1][2].get_layer("spy").batches).tolist() == [steps_per_epoch(50 + n_u, 128), 128]
 
     # A run "killed" after round 1 (round 2 half-written, no metrics.json) resumes at round 2.
     os.makedirs(round_dir(str(tmp_path), 2))
@@ -116,9 +123,38 @@ def test_given_teacher_hard_balanced_pseudo_labels(tmp_path):
     assert not os.path.exists(round_dir(str(tmp_path), 0))
 
 
+def test_every_training_batch_is_full(tmp_path):
+    # Regression: each epoch used to end with a runt batch (10 labeled at batch 4: 4 + 4 + 2, and
+    # 100 digits at batch 32: 3 x 32 + 4), a quarter of the few-label teacher's steps.
+    rng = np.random.default_rng(0)
+    x_u = rng.uniform(0, 255, size=(23, SIZE, SIZE, 3)).astype("float32")
+    x_l, y_l = x_u[:10], np.arange(10) % 10
+    built = []
+    noisy_student(_builder(built), None, (x_l, y_l), x_u, rounds=1, output_dir=str(tmp_path), epochs=[3, 2],
+                  batch_size=4, noise={}, verbose=0)
+    (_, _, teacher), (_, _, student) = built
+    assert np.array(teacher.get_layer("spy").batches).tolist() == [3 * 3, 4]  # 3 epochs of ceil(10 / 4)
+    assert np.array(student.get_layer("spy").batches).tolist() == [2 * 9, 4]  # 2 epochs of ceil(33 / 4)
+
+
+def test_teacher_noise_applies_to_round_0_only(tmp_path):
+    rng = np.random.default_rng(1)
+    x_u = rng.uniform(0, 255, size=(12, SIZE, SIZE, 3)).astype("float32")
+    x_l, y_l = x_u[:10], np.arange(10) % 10
+    built = []
+    noisy_student(_builder(built), None, (x_l, y_l), x_u, rounds=1, output_dir=str(tmp_path), epochs=1,
+                  batch_size=4, noise={"augment": [Mark()], "dropout": 0.25}, teacher_noise={}, verbose=0)
+    assert [(k, dropout) for k, dropout, _ in built] == [(0, 0.0), (1, 0.25)]
+    teacher_counts = np.array(built[0][2].get_layer("spy").counts)
+    student_counts = np.array(built[1][2].get_layer("spy").counts)
+    assert teacher_counts[0] > 0 and teacher_counts[1] == 0  # the teacher trained on clean images
+    assert student_counts[0] == student_counts[1] > 0  # the student on noised ones
+
+
 @pytest.mark.parametrize("kwargs,name", [({"rounds": 0}, "rounds"), ({"mode": "x"}, "mode"),
                                          ({"epochs": 0}, "epochs"), ({"teacher": "t"}, "teacher"),
-                                         ({"batch_size": -1}, "batch_size")])
+                                         ({"batch_size": -1}, "batch_size"),
+                                         ({"teacher_noise": "clean"}, "teacher_noise")])
 def test_noisy_student_rejects_bad_arguments(tmp_path, kwargs, name):
     args = {"build_student": _builder([]), "teacher": None, "labeled": (np.zeros((1, SIZE, SIZE, 3)), np.zeros(1)),
             "unlabeled": np.zeros((1, SIZE, SIZE, 3)), "rounds": 1, "output_dir": str(tmp_path), "epochs": 1,

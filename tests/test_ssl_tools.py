@@ -68,11 +68,22 @@ def test_twomoon_rejects_unknown_method(twomoon):
 
 def test_digits_arguments(digits):
     args = digits.parse_args(["--quick"])
-    assert (args.seeds, args.labels, args.steps) == (1, 20, 2)
+    assert (args.seeds, args.labels, args.steps, args.unlabeled) == (1, 20, 2, 48)
     assert digits.parse_args([]).methods == digits.METHODS
-    for bad in (["--labels", "55"], ["--methods", "mixmatch"], ["--planes", "8,16"]):
+    assert digits.parse_args([]).ns_ra_magnitude is None  # no RandAugment in the Noisy Student noise
+    assert digits.parse_args(["--ns-ra-magnitude", "5"]).ns_ra_magnitude == 5.0
+    for bad in (["--labels", "55"], ["--methods", "mixmatch"], ["--planes", "8,16"], ["--steps", "0"],
+                ["--lr", "0"], ["--ns-ra-magnitude", "11"], ["--ns-mode", "sharp"], ["--pl-threshold", "2"]):
         with pytest.raises(SystemExit):
             digits.parse_args(bad)
+
+
+def test_digits_noisy_student_teacher_is_clean_and_students_noised(digits):
+    teacher, student = digits.ns_noise(digits.parse_args([]), 0)
+    assert set(teacher) == {"augment"}  # the supervised recipe: translation only
+    assert student["dropout"] > 0 and student["drop_path_rate"] > 0 and "randaugment" not in student
+    _, student = digits.ns_noise(digits.parse_args(["--ns-ra-magnitude", "3"]), 0)
+    assert student["randaugment"] == (2, 3.0)
 
 
 def test_digits_markdown_lists_every_row(digits):
@@ -90,11 +101,12 @@ def test_digits_quick_run_writes_json_and_markdown(digits, tmp_path):
     json_path, md_path = tmp_path / "digits.json", tmp_path / "digits.md"
     assert digits.main(["--quick", "--json", str(json_path), "--markdown", str(md_path)]) == 0
     result = json.loads(json_path.read_text())
-    assert result["quick"] is True and result["seeds"] == [0]
+    assert result["quick"] is True and result["seeds"] == [0] and result["config"]["unlabeled"] == 48
     assert set(result["accuracy"]) == {*digits.ROWS, "mpl_teacher"}
     for row in result["accuracy"].values():
         _check_stats(row, 1)
     # Round 0 (teacher) plus the 2 student rounds.
     assert len(result["extras"]["noisy_student_rounds"][0]) == 3
+    assert all(steps >= 1 for steps in result["extras"]["noisy_student_steps"][0])
     assert set(result["seconds"]) == set(digits.METHODS)
     assert md_path.read_text() == digits.markdown(result)
