@@ -88,21 +88,36 @@ class LayerMapping:
         target: Keras layer name (`"stage1_block1_1_conv"`).
         source: Source module prefix (`"layer1.0.conv1"`); its tensors are `prefix.weight`...
         kind: A key of `KINDS`.
+        flattened_from: For a dense layer reading a flattened feature map, its `(height,
+            width, channels)`: PyTorch flattens `(channels, height, width)`, so the kernel's
+            input rows are reordered.
     """
 
     target: str
     source: str
     kind: str
+    flattened_from: tuple | None = None
 
 
 # Rank of the source tensor each kernel layout expects.
 KERNEL_RANKS = {"conv": 4, "depthwise": 4, "dense": 2}
 
 
-def _layout(kind, variable_name, value, target_shape):
+def _unflatten_chw(weight, flattened_from):
+    # (out, C*H*W) in PyTorch's flatten order -> (out, H*W*C) in Keras' (channels last).
+    height, width, channels = flattened_from
+    if weight.shape[1] != height * width * channels:
+        return weight  # the shape check reports it
+    return weight.reshape(-1, channels, height, width).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def _layout(mapping, variable_name, value, target_shape):
+    kind = mapping.kind
     _, layout = KINDS[kind].tensors[variable_name]
     if value.ndim != KERNEL_RANKS.get(kind, value.ndim) and variable_name == "kernel":
         return value  # wrong rank: the shape check reports it with the source shape
+    if mapping.flattened_from is not None and kind == "dense" and variable_name == "kernel":
+        value = _unflatten_chw(value, mapping.flattened_from)
     return layout(value, target_shape)
 
 
@@ -135,7 +150,7 @@ def _check_normalization(model, input_normalization, source_name):
 
 
 def plan_assignments(model, state_dict, mappings, *, bn_epsilon, source_name="state dict",
-                     ignored_suffixes=IGNORED_SOURCE_SUFFIXES):
+                     ignored_suffixes=IGNORED_SOURCE_SUFFIXES, optional_sources=()):
     """Matches every model variable with one laid-out source tensor, assigning nothing.
 
     Args:
@@ -145,6 +160,9 @@ def plan_assignments(model, state_dict, mappings, *, bn_epsilon, source_name="st
         bn_epsilon: The source's batch-norm epsilon; each Keras BN must use the same.
         source_name: How errors name the checkpoint.
         ignored_suffixes: Source tensors deliberately left unused.
+        optional_sources: Source module prefixes (classifier, auxiliary heads) whose
+            tensors may go unused: a model built without its top keeps the backbone. A
+            model that has those layers still needs every one of their variables fed.
 
     Returns:
         `[(variable, value)]`, one pair per model variable.
@@ -196,7 +214,7 @@ def plan_assignments(model, state_dict, mappings, *, bn_epsilon, source_name="st
                     f"(shape {tuple(variable.shape)})"
                 )
             value = np.asarray(state_dict[key])
-            laid_out = _layout(mapping.kind, variable.name, value, tuple(variable.shape))
+            laid_out = _layout(mapping, variable.name, value, tuple(variable.shape))
             if tuple(laid_out.shape) != tuple(variable.shape):
                 raise ValueError(
                     f"Tensor {key!r} of {source_name} has shape {tuple(value.shape)}, which does not "
@@ -213,7 +231,9 @@ def plan_assignments(model, state_dict, mappings, *, bn_epsilon, source_name="st
                 "(no mapping names its layer)"
             )
     for key in state_dict:
-        if key not in used and not key.endswith(tuple(ignored_suffixes)):
+        if key in used or key.endswith(tuple(ignored_suffixes)):
+            continue
+        if not key.startswith(tuple(f"{prefix}." for prefix in optional_sources)):
             raise ValueError(
                 f"Tensor {key!r} (shape {tuple(np.shape(state_dict[key]))}) of {source_name} has no "
                 f"counterpart in {model.name!r}: unexpected tensor"
@@ -222,7 +242,7 @@ def plan_assignments(model, state_dict, mappings, *, bn_epsilon, source_name="st
 
 
 def convert_state_dict(model, state_dict, mappings, *, bn_epsilon, input_normalization,
-                       source_name="state dict"):
+                       source_name="state dict", optional_sources=()):
     """Loads a PyTorch-layout state dict into a keras_cnn model, all or nothing.
 
     Args:
@@ -233,6 +253,8 @@ def convert_state_dict(model, state_dict, mappings, *, bn_epsilon, input_normali
         input_normalization: The normalisation the source expects (e.g. `"imagenet"`); the
             model must have been built with it (it takes [0, 255] input).
         source_name: How errors name the checkpoint.
+        optional_sources: Source module prefixes that may go unused (see
+            `plan_assignments`).
 
     Returns:
         `model`.
@@ -242,7 +264,7 @@ def convert_state_dict(model, state_dict, mappings, *, bn_epsilon, input_normali
     """
     _check_normalization(model, input_normalization, source_name)
     plan = plan_assignments(model, state_dict, mappings, bn_epsilon=bn_epsilon,
-                            source_name=source_name)
+                            source_name=source_name, optional_sources=optional_sources)
     for variable, value in plan:
         variable.assign(value.astype(variable.dtype, copy=False))
     return model
@@ -293,10 +315,17 @@ def convert_checkpoint(name, checkpoint, *, source=None, **kwargs):
         )
     source_name = os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "state dict"
     state_dict = load_state_dict(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    # Optional family hooks: renaming a library's older key spellings to the current ones,
+    # and the head modules a model built without its top (or aux heads) leaves unused.
+    canonical = getattr(converter, "canonical_state_dict", None)
+    if canonical is not None:
+        state_dict = canonical(state_dict, spec.style)
+    optional = getattr(converter, "optional_sources", None)
     kwargs.setdefault("name", name)
     model = info.builder(input_normalization=spec.input_normalization, **kwargs)
     config = {**info.config, **kwargs}
     mappings = converter.layer_mappings(model, config, spec.style)
     return convert_state_dict(model, state_dict, mappings, bn_epsilon=spec.bn_epsilon,
                               input_normalization=spec.input_normalization,
-                              source_name=repr(source_name))
+                              source_name=repr(source_name),
+                              optional_sources=optional(spec.style) if optional else ())

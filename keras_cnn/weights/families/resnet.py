@@ -11,56 +11,38 @@ The tables below are regular expressions over keras_cnn layer names (see
 `keras_cnn.models.resnet`), each with the source module it reads and the layer kind.
 """
 
-import dataclasses
+import functools
 import re
 
 from keras_cnn.weights.convert import LayerMapping
+from keras_cnn.weights.families._common import IMAGENET, TORCH_BN_EPSILON, SourceSpec  # noqa: F401
 
-IMAGENET = "imagenet"  # timm/torchvision IMAGENET_DEFAULT_MEAN / _STD
-TORCH_BN_EPSILON = 1e-5
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceSpec:
-    """Where a registry name's checkpoints come from.
-
-    Attributes:
-        library: `"torchvision"` or `"timm"`.
-        model: The model's name in that library.
-        style: Module naming, a key of `STYLES`.
-        input_normalization: The input normalisation the checkpoint expects.
-        bn_epsilon: Batch-norm epsilon of the source model.
-    """
-
-    library: str
-    model: str
-    style: str = "resnet"
-    input_normalization: str = IMAGENET
-    bn_epsilon: float = TORCH_BN_EPSILON
+# The ResNet layouts name their style explicitly ("resnet", or timm's "legacy_senet").
+_spec = functools.partial(SourceSpec, style="resnet")
 
 
 def _both(name, default="torchvision"):
     # torchvision's and timm's plain ResNets have identical state dicts.
-    specs = {"torchvision": SourceSpec("torchvision", name), "timm": SourceSpec("timm", name)}
+    specs = {"torchvision": _spec("torchvision", name), "timm": _spec("timm", name)}
     return {default: specs[default], **specs}
 
 
 # Registry name -> {library: SourceSpec}; the first entry is the default source.
 SOURCES = {
     **{f"resnet{d}": _both(f"resnet{d}") for d in (18, 34, 50, 101, 152)},
-    "resnet200": {"timm": SourceSpec("timm", "resnet200")},
-    "resnet50c": {"timm": SourceSpec("timm", "resnet50c")},
-    **{f"resnet{d}d": {"timm": SourceSpec("timm", f"resnet{d}d")} for d in (18, 34, 50, 101, 152, 200)},
+    "resnet200": {"timm": _spec("timm", "resnet200")},
+    "resnet50c": {"timm": _spec("timm", "resnet50c")},
+    **{f"resnet{d}d": {"timm": _spec("timm", f"resnet{d}d")} for d in (18, 34, 50, 101, 152, 200)},
     "resnext50_32x4d": _both("resnext50_32x4d"),
-    "resnext101_32x4d": {"timm": SourceSpec("timm", "resnext101_32x4d")},
+    "resnext101_32x4d": {"timm": _spec("timm", "resnext101_32x4d")},
     "resnext101_32x8d": _both("resnext101_32x8d"),
     "resnext101_64x4d": _both("resnext101_64x4d"),
     "wide_resnet50_2": _both("wide_resnet50_2"),
     "wide_resnet101_2": _both("wide_resnet101_2"),
-    **{f"seresnet{d}": {"timm": SourceSpec("timm", f"seresnet{d}")} for d in (18, 34, 50, 101, 152)},
-    "seresnext50_32x4d": {"timm": SourceSpec("timm", "seresnext50_32x4d")},
-    "seresnext101_32x4d": {"timm": SourceSpec("timm", "seresnext101_32x4d")},
-    "senet154": {"timm": SourceSpec("timm", "legacy_senet154", style="legacy_senet")},
+    **{f"seresnet{d}": {"timm": _spec("timm", f"seresnet{d}")} for d in (18, 34, 50, 101, 152)},
+    "seresnext50_32x4d": {"timm": _spec("timm", "seresnext50_32x4d")},
+    "seresnext101_32x4d": {"timm": _spec("timm", "seresnext101_32x4d")},
+    "senet154": {"timm": _spec("timm", "legacy_senet154", style="legacy_senet")},
 }
 
 _BLOCK = r"stage(?P<stage>\d+)_block(?P<block>\d+)"
@@ -145,6 +127,11 @@ def _style(config, style):
     if style == "resnet" and config.get("avg_down"):
         return "resnet_avg_down"
     return style
+
+
+def optional_sources(style):
+    """Source modules a model built without its classifier leaves unused."""
+    return ("last_linear",) if style == "legacy_senet" else ("fc",)
 
 
 def layer_mappings(model, config, style="resnet"):
