@@ -260,8 +260,11 @@ def test_imagenet_weights_go_through_the_port(monkeypatch, rng):
     np.testing.assert_allclose(model(x), expected, atol=1e-4 * np.abs(expected).max(), rtol=0)
 
 
-def test_only_the_keras_applications_namesakes_are_pretrained():
+def test_only_the_keras_applications_namesakes_take_imagenet():
+    # Named timm/torchvision checkpoints (keras_cnn.weights.tags) cover the torchvision four.
     assert keras_cnn.list_models("densenet*", pretrained=True) == [
+        "densenet121", "densenet161", "densenet169", "densenet201"]
+    assert [n for n in keras_cnn.list_models("densenet*") if "imagenet" in keras_cnn.get_model_info(n).pretrained] == [
         "densenet121", "densenet169", "densenet201"]
     with pytest.raises(ValueError, match="weights='imagenet'"):
         keras_cnn.DenseNet161(weights="imagenet")

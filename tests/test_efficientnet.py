@@ -83,8 +83,9 @@ def test_scaling_rows_are_the_registered_configs():
                                "default_size": size, "dropout": dropout}
         assert info.default_size == size
     assert keras_cnn.list_models(family="efficientnet", pretrained=True) == [
-        f"efficientnet_b{i}" for i in range(8)
+        *(f"efficientnet_b{i}" for i in range(8)), "efficientnet_l2"  # L2: Noisy Student's timm tags
     ]
+    assert "imagenet" not in keras_cnn.get_model_info("efficientnet_l2").pretrained
 
 
 # --- rounding rules ---------------------------------------------------------------------

@@ -175,7 +175,7 @@ def test_bad_arguments_name_the_argument(kwargs, argument):
 
 def test_registry_rows():
     info = keras_cnn.get_model_info("inception_v3")
-    assert info.default_size == 299 and info.pretrained == ("imagenet",)
+    assert info.default_size == 299 and info.pretrained == ("imagenet", "torchvision:inception_v3.IMAGENET1K_V1")
     assert keras_cnn.weights.keras_applications_name("inception_v3") == "InceptionV3"
     assert keras_cnn.get_model_info("se_inception_v3").config["se_ratio"] == 1 / 16
 

@@ -48,7 +48,7 @@ def test_registry_and_cli_list_the_tags():
 
 
 def test_unknown_tag_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"Unknown weights tag 'timm:nope'; known tags: \['timm:resnet101"):
+    with pytest.raises(ValueError, match=r"Unknown weights tag 'timm:nope'; known tags: \['timm:"):
         tags_lib.get_tag("timm:nope")
 
 

@@ -194,15 +194,21 @@ def _conv(x, spec, name):
                        bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON, name=name)
 
 
-def _pool(x, spec, name):
+AVG_POOL_PADDINGS = ("exclude", "include")
+
+
+def _pool(x, spec, name, avg_pool_padding="exclude"):
     if spec.mode == "avg":
-        # padding="same" averages only real pixels, as TF-slim/keras.applications (whose
-        # weights these are); torchvision's avg_pool2d(padding=1) also counts the zeros.
+        if avg_pool_padding == "include":
+            # torchvision/timm: avg_pool2d(3, 1, padding=1) divides by 9 at the border too.
+            x = layers.ZeroPadding2D(1, name=f"{name}_avg_pad")(x)
+            return layers.AveragePooling2D(POOL_SIZE, 1, padding=VALID, name=f"{name}_avg")(x)
+        # padding="same" averages only real pixels, as TF-slim/keras.applications.
         return layers.AveragePooling2D(POOL_SIZE, 1, padding=SAME, name=f"{name}_avg")(x)
     return layers.MaxPooling2D(POOL_SIZE, REDUCTION_STRIDE, name=f"{name}_max")(x)
 
 
-def inception_branch(x, steps, *, name):
+def inception_branch(x, steps, *, name, avg_pool_padding="exclude"):
     """One branch: conv/pool steps in sequence; a `Fork` ends it with parallel convs.
 
     Convs are named as torchvision's: `branch5x5_1`, `branch5x5_2`, a fork's `_2a`/`_2b`;
@@ -212,6 +218,8 @@ def inception_branch(x, steps, *, name):
         x: Input tensor.
         steps: Sequence of `Conv`, `Pool` and (last) `Fork` steps.
         name: Branch name prefix (`"mixed_5b_branch5x5"`).
+        avg_pool_padding: Whether a 3x3/1 average pool's border windows count the zero
+            padding (`"include"`, PyTorch) or only real pixels (`"exclude"`, TensorFlow).
 
     Returns:
         Output tensor.
@@ -220,7 +228,7 @@ def inception_branch(x, steps, *, name):
     index = 0
     for step in steps:
         if isinstance(step, Pool):
-            x = _pool(x, step, name)
+            x = _pool(x, step, name, avg_pool_padding)
             continue
         index += 1
         tag = name if len(convs) == 1 else f"{name}_{index}"
@@ -232,19 +240,20 @@ def inception_branch(x, steps, *, name):
     return x
 
 
-def inception_module(x, branches, *, se_ratio=0.0, name):
+def inception_module(x, branches, *, se_ratio=0.0, avg_pool_padding="exclude", name):
     """An Inception module: parallel branches, concatenated, then optional SE.
 
     Args:
         x: Input tensor.
         branches: `{branch name: steps}` (see `inception_branch`), in creation order.
         se_ratio: Squeeze-and-excitation ratio on the module output (0 disables SE).
+        avg_pool_padding: See `inception_branch`.
         name: Module name (`"mixed_5b"`).
 
     Returns:
         Output tensor.
     """
-    outputs = [inception_branch(x, steps, name=f"{name}_{branch}")
+    outputs = [inception_branch(x, steps, name=f"{name}_{branch}", avg_pool_padding=avg_pool_padding)
                for branch, steps in branches.items()]
     x = layers.Concatenate(name=f"{name}_concat")(outputs)
     if se_ratio:
@@ -277,6 +286,7 @@ def InceptionV3Family(
     *,
     aux_logits=True,
     se_ratio=0.0,
+    avg_pool_padding="exclude",
     include_top=True,
     weights=None,
     input_tensor=None,
@@ -298,6 +308,10 @@ def InceptionV3Family(
             otherwise; `model.fit` adds the aux loss with weight 0.4.
         se_ratio: Squeeze-and-excitation ratio on every Inception module output (`1/16` in
             SE-Inception-v3); 0 disables SE.
+        avg_pool_padding: How the modules' 3x3/1 average pools treat the border:
+            `"exclude"` averages real pixels only (TensorFlow, TF-slim and keras.applications,
+            whose `weights="imagenet"` need it), `"include"` divides by 9 counting the zero
+            padding (PyTorch's `avg_pool2d(padding=1)`: torchvision/timm checkpoints need it).
         include_top: Whether to include the classifier.
         weights: `None` or a weights file path (named weights: use a registered builder
             such as `keras_cnn.InceptionV3(weights="imagenet")`).
@@ -318,6 +332,9 @@ def InceptionV3Family(
     if not isinstance(aux_logits, bool):
         raise ValueError(f"`aux_logits` must be True or False, received aux_logits={aux_logits!r}")
     check_rate("se_ratio", se_ratio)
+    if avg_pool_padding not in AVG_POOL_PADDINGS:
+        raise ValueError(f"`avg_pool_padding` must be one of {AVG_POOL_PADDINGS}, received "
+                         f"avg_pool_padding={avg_pool_padding!r}")
     with_aux = aux_logits and include_top is True
 
     def features(x):
@@ -326,7 +343,8 @@ def InceptionV3Family(
         aux = []
         for row in MODULES:
             branches = MODULE_TYPES[row["type"]](**row["args"])
-            x = inception_module(x, branches, se_ratio=se_ratio, name=row["name"])
+            x = inception_module(x, branches, se_ratio=se_ratio, avg_pool_padding=avg_pool_padding,
+                                 name=row["name"])
             if with_aux and row["name"] == AUX_AFTER:
                 aux.append(inception_aux(x, classes=classes,
                                          classifier_activation=classifier_activation))

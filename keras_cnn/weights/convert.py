@@ -321,6 +321,11 @@ def convert_checkpoint(name, checkpoint, *, source=None, **kwargs):
     if canonical is not None:
         state_dict = canonical(state_dict, spec.style)
     optional = getattr(converter, "optional_sources", None)
+    for key, value in spec.builder_args.items():
+        if kwargs.get(key, value) != value:
+            raise ValueError(f"The {spec.library} checkpoint of {name!r} needs {key}={value!r}; received "
+                             f"{key}={kwargs[key]!r}")
+    kwargs = {**spec.builder_args, **kwargs}
     kwargs.setdefault("name", name)
     model = info.builder(input_normalization=spec.input_normalization, **kwargs)
     config = {**info.config, **kwargs}

@@ -68,19 +68,19 @@ class WeightsTag:
         return f"{self.tag.split(':', 1)[1]}.safetensors"
 
 
-def _torchvision(model, weights, file, top1, resize=256, tv_model=None):
-    """A torchvision row: `weights` enum name, file `<arch>-<sha256[:8]>.pth`, resize then crop 224."""
+def _torchvision(model, weights, file, top1, resize=256, crop=224, tv_model=None):
+    """A torchvision row: `weights` enum name, file `<arch>-<sha256[:8]>.pth`, resize then crop."""
     prefix = re.search(r"-([0-9a-f]{8})\.pth$", file).group(1)
     return WeightsTag(tag=f"torchvision:{tv_model or model}.{weights}", model=model, library="torchvision",
-                      url=TORCHVISION_URL.format(file=file), sha256=prefix, input_size=224,
-                      crop_fraction=224 / resize, interpolation="bilinear", top1=top1)
+                      url=TORCHVISION_URL.format(file=file), sha256=prefix, input_size=crop,
+                      crop_fraction=crop / resize, interpolation="bilinear", top1=top1)
 
 
-def _timm(model, timm_tag, input_size, crop_fraction, interpolation, top1):
+def _timm(model, timm_tag, input_size, crop_fraction, interpolation, top1, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     """A timm row: the checkpoint is the hub repository `timm/<tag>`'s `model.safetensors`."""
     return WeightsTag(tag=f"timm:{timm_tag}", model=model, library="timm", url=HF_URL.format(repo=f"timm/{timm_tag}"),
                       sha256=None, input_size=input_size, crop_fraction=crop_fraction, interpolation=interpolation,
-                      top1=top1)
+                      top1=top1, mean=mean, std=std)
 
 
 # torchvision's ResNet weights (torchvision 0.29 `ResNet*_Weights` / `ResNeXt*` / `Wide_ResNet*`:
@@ -103,6 +103,24 @@ ROWS = (
     _torchvision("wide_resnet50_2", "IMAGENET1K_V2", "wide_resnet50_2-9ba9bcbe.pth", 81.602, resize=232),
     _torchvision("wide_resnet101_2", "IMAGENET1K_V1", "wide_resnet101_2-32ee1156.pth", 78.848),
     _torchvision("wide_resnet101_2", "IMAGENET1K_V2", "wide_resnet101_2-d733dc28.pth", 82.510, resize=232),
+    # The classic families (torchvision 0.29's *_Weights.IMAGENET1K_V1).
+    _torchvision("alexnet", "IMAGENET1K_V1", "alexnet-owt-7be5be79.pth", 56.522),
+    _torchvision("vgg11", "IMAGENET1K_V1", "vgg11-8a719046.pth", 69.020),
+    _torchvision("vgg11_bn", "IMAGENET1K_V1", "vgg11_bn-6002323d.pth", 70.370),
+    _torchvision("vgg13", "IMAGENET1K_V1", "vgg13-19584684.pth", 69.928),
+    _torchvision("vgg13_bn", "IMAGENET1K_V1", "vgg13_bn-abd245e5.pth", 71.586),
+    _torchvision("vgg16", "IMAGENET1K_V1", "vgg16-397923af.pth", 71.592),
+    _torchvision("vgg16_bn", "IMAGENET1K_V1", "vgg16_bn-6c64b313.pth", 73.360),
+    _torchvision("vgg19", "IMAGENET1K_V1", "vgg19-dcbb9e9d.pth", 72.376),
+    _torchvision("vgg19_bn", "IMAGENET1K_V1", "vgg19_bn-c79401a0.pth", 74.218),
+    _torchvision("densenet121", "IMAGENET1K_V1", "densenet121-a639ec97.pth", 74.434),
+    _torchvision("densenet161", "IMAGENET1K_V1", "densenet161-8d451a50.pth", 77.138),
+    _torchvision("densenet169", "IMAGENET1K_V1", "densenet169-b2777c0a.pth", 75.600),
+    _torchvision("densenet201", "IMAGENET1K_V1", "densenet201-c1103571.pth", 76.896),
+    _torchvision("squeezenet1_0", "IMAGENET1K_V1", "squeezenet1_0-b66bff10.pth", 58.092),
+    _torchvision("squeezenet1_1", "IMAGENET1K_V1", "squeezenet1_1-b8a52dc0.pth", 58.178),
+    _torchvision("googlenet", "IMAGENET1K_V1", "googlenet-1378be20.pth", 69.778),
+    _torchvision("inception_v3", "IMAGENET1K_V1", "inception_v3_google-0cc3c7bd.pth", 77.294, resize=342, crop=299),
 )
 
 # timm's Hugging Face checkpoints (timm 1.0.31 `pretrained_cfg`: input_size, crop_pct, interpolation;
@@ -130,6 +148,20 @@ TIMM_ROWS = (
     _timm("seresnet50", "seresnet50.a1_in1k", 224, 0.95, "bicubic", 80.012),
     _timm("seresnext50_32x4d", "seresnext50_32x4d.gluon_in1k", 224, 0.875, "bicubic", 79.918),
     _timm("seresnext101_32x4d", "seresnext101_32x4d.gluon_in1k", 224, 0.875, "bicubic", 80.886),
+    # EfficientNet: the TF-ported checkpoints (`tf_` = TF "same" padding, as keras_cnn builds it),
+    # AutoAugment-trained and Noisy Student (JFT-300M unlabeled) ones.
+    *(_timm(f"efficientnet_b{i}", f"tf_efficientnet_b{i}.aa_in1k", size, crop, "bicubic", top1)
+      for i, size, crop, top1 in ((0, 224, 0.875, 76.882), (1, 240, 0.882, 78.840), (2, 260, 0.890, 80.082),
+                                  (3, 300, 0.904, 81.648), (4, 380, 0.922, 83.040), (5, 456, 0.934, 83.696),
+                                  (6, 528, 0.942, 84.118), (7, 600, 0.949, 84.436))),
+    *(_timm(f"efficientnet_b{i}", f"tf_efficientnet_b{i}.ns_jft_in1k", size, crop, "bicubic", top1)
+      for i, size, crop, top1 in ((0, 224, 0.875, 78.684), (1, 240, 0.882, 81.388), (2, 260, 0.890, 82.412),
+                                  (3, 300, 0.904, 84.064), (4, 380, 0.922, 85.176), (5, 456, 0.934, 86.102),
+                                  (6, 528, 0.942, 86.476), (7, 600, 0.949, 86.852))),
+    _timm("efficientnet_l2", "tf_efficientnet_l2.ns_jft_in1k", 800, 0.96, "bicubic", 88.362),
+    _timm("efficientnet_l2", "tf_efficientnet_l2.ns_jft_in1k_475", 475, 0.936, "bicubic", 88.250),
+    _timm("mobilenetv1_100", "mobilenetv1_100.ra4_e3600_r224_in1k", 224, 0.875, "bicubic", 75.384,
+          mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
 )
 
 TAGS = {row.tag: row for row in (*ROWS, *TIMM_ROWS)}
@@ -268,5 +300,6 @@ def load_tagged(name, tag, kwargs, *, cache_dir=None):
         return full
     info = get_model_info(name)
     spec = family_converter(info.family).source_spec(name, row.library)
-    target = info.builder(include_top=False, input_normalization=spec.input_normalization, **kwargs)
+    target = info.builder(include_top=False, input_normalization=spec.input_normalization,
+                          **{**spec.builder_args, **kwargs})
     return _copy_layers(full, target)

@@ -22,6 +22,8 @@ class SourceSpec:
         style: Module naming, a key of the family's `STYLES`.
         input_normalization: The input normalisation the checkpoint expects.
         bn_epsilon: Batch-norm epsilon of the source model.
+        builder_args: Builder arguments the source's numerics need (e.g. Inception-v3's
+            `avg_pool_padding="include"` for PyTorch's average pools).
     """
 
     library: str
@@ -29,6 +31,7 @@ class SourceSpec:
     style: str = "default"
     input_normalization: str = IMAGENET
     bn_epsilon: float = TORCH_BN_EPSILON
+    builder_args: dict = dataclasses.field(default_factory=dict)
 
 
 def lookup_source(sources, family, name, source=None):

@@ -16,7 +16,8 @@ from keras_cnn.weights.families._common import (
     rule_mappings,
 )
 
-_SPEC = {"input_normalization": INCEPTION, "bn_epsilon": TF_BN_EPSILON}
+# PyTorch's avg_pool2d(3, 1, padding=1) counts the padding (count_include_pad=True).
+_SPEC = {"input_normalization": INCEPTION, "bn_epsilon": TF_BN_EPSILON, "builder_args": {"avg_pool_padding": "include"}}
 SOURCES = {
     "inception_v3": {"torchvision": SourceSpec("torchvision", "inception_v3", **_SPEC),
                      "timm": SourceSpec("timm", "inception_v3", **_SPEC)},
