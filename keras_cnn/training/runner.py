@@ -26,9 +26,9 @@ Fine-tuning a pretrained `backbone` (a weights tag of `model` or a trained `.ker
 backbone frozen (its BN in inference mode) in `frozen_phase/` (its own backup, history and
 `phase.weights.h5` when done), then `trainable_stages` unfrozen at `learning_rate *
 unfreeze_learning_rate_factor` in the run's directory. A resumed run skips a finished phase.
-Known gap: a fine-tuning run resumed inside a phase continues from the backed-up epoch but is not
-bit-identical to an uninterrupted one even with `deterministic=True` (the epochs after the resume
-differ in the 4th digit; cause not yet found), unlike a plain supervised run.
+Bit-identical resumes need whole passes over the data (`steps_per_epoch=None`): with a shorter
+`steps_per_epoch` the repeated stream runs across Keras' epochs, so the data of a resumed epoch
+(keyed by its number) differ from those an uninterrupted run reads there.
 
 A config with `"method": "mpl"` or `"noisy_student"` is handed to `keras_cnn.ssl.runner`, which
 reuses this module's pieces (`RunPaths`, `finished_results`, `run_context`, `resolve_strategy`,
