@@ -15,7 +15,7 @@ import functools
 import re
 
 from keras_cnn.weights.convert import LayerMapping
-from keras_cnn.weights.families._common import IMAGENET, TORCH_BN_EPSILON, SourceSpec  # noqa: F401
+from keras_cnn.weights.families._common import IMAGENET, TORCH_BN_EPSILON, SourceSpec, lookup_source  # noqa: F401
 
 # The ResNet layouts name their style explicitly ("resnet", or timm's "legacy_senet").
 _spec = functools.partial(SourceSpec, style="resnet")
@@ -57,31 +57,27 @@ _RESNET_BLOCKS = (
     (rf"{_BLOCK}_se_expand", _TORCH_BLOCK + ".se.fc2", "conv"),
     (r"predictions", "fc", "dense"),
 )
+_STEM = (
+    (r"stem_conv", "conv1", "conv"),
+    (r"stem_bn", "bn1", "batchnorm"),
+    # timm's deep stem: Sequential(conv, bn, act, conv, bn, act, conv), then bn1.
+    (r"stem_1_conv", "conv1.0", "conv"),
+    (r"stem_1_bn", "conv1.1", "batchnorm"),
+    (r"stem_2_conv", "conv1.3", "conv"),
+    (r"stem_2_bn", "conv1.4", "batchnorm"),
+    (r"stem_3_conv", "conv1.6", "conv"),
+    (r"stem_3_bn", "bn1", "batchnorm"),
+)
 STYLES = {
     "resnet": (
-        (r"stem_conv", "conv1", "conv"),
-        (r"stem_bn", "bn1", "batchnorm"),
-        # timm's deep stem: Sequential(conv, bn, act, conv, bn, act, conv), then bn1.
-        (r"stem_1_conv", "conv1.0", "conv"),
-        (r"stem_1_bn", "conv1.1", "batchnorm"),
-        (r"stem_2_conv", "conv1.3", "conv"),
-        (r"stem_2_bn", "conv1.4", "batchnorm"),
-        (r"stem_3_conv", "conv1.6", "conv"),
-        (r"stem_3_bn", "bn1", "batchnorm"),
+        *_STEM,
         (rf"{_BLOCK}_0_conv", _TORCH_BLOCK + ".downsample.0", "conv"),
         (rf"{_BLOCK}_0_bn", _TORCH_BLOCK + ".downsample.1", "batchnorm"),
         *_RESNET_BLOCKS,
     ),
     # timm ResNet-D (`avg_down`): downsample = Sequential(pool or Identity, conv, bn).
     "resnet_avg_down": (
-        (r"stem_1_conv", "conv1.0", "conv"),
-        (r"stem_1_bn", "conv1.1", "batchnorm"),
-        (r"stem_2_conv", "conv1.3", "conv"),
-        (r"stem_2_bn", "conv1.4", "batchnorm"),
-        (r"stem_3_conv", "conv1.6", "conv"),
-        (r"stem_3_bn", "bn1", "batchnorm"),
-        (r"stem_conv", "conv1", "conv"),
-        (r"stem_bn", "bn1", "batchnorm"),
+        *_STEM,
         (rf"{_BLOCK}_0_conv", _TORCH_BLOCK + ".downsample.1", "conv"),
         (rf"{_BLOCK}_0_bn", _TORCH_BLOCK + ".downsample.2", "batchnorm"),
         *_RESNET_BLOCKS,
@@ -108,17 +104,7 @@ def source_spec(name, source=None):
     Raises:
         ValueError: for a name without checkpoints or an unknown source.
     """
-    if name not in SOURCES:
-        raise ValueError(
-            f"No timm/torchvision checkpoint layout for name={name!r}; ResNet-family names with "
-            f"one: {sorted(SOURCES)}"
-        )
-    specs = SOURCES[name]
-    if source is None:
-        return next(iter(specs.values()))
-    if source not in specs:
-        raise ValueError(f"{name!r} has checkpoints from {sorted(specs)}, received source={source!r}")
-    return specs[source]
+    return lookup_source(SOURCES, "ResNet-family", name, source)
 
 
 def _style(config, style):
