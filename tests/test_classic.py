@@ -286,7 +286,7 @@ def test_vgg16_imagenet_weights_go_through_the_port(monkeypatch, rng):
 def test_vgg_ports_are_declared():
     ports = keras_cnn.weights.keras_applications_ports()
     assert ports["VGG16"][0].name == "vgg16" and ports["VGG19"][0].name == "vgg19"
-    assert keras_cnn.get_model_info("vgg16").pretrained == ("imagenet",)
-    assert keras_cnn.get_model_info("vgg16_bn").pretrained == ()
+    assert keras_cnn.get_model_info("vgg16").pretrained == ("imagenet", "torchvision:vgg16.IMAGENET1K_V1")
+    assert keras_cnn.get_model_info("vgg16_bn").pretrained == ("torchvision:vgg16_bn.IMAGENET1K_V1",)  # no "imagenet"
     assert vgg.keras_applications_layer_name("block3_conv2_conv") == "block3_conv2"
     assert vgg.keras_applications_layer_name("fc1") == "fc1"

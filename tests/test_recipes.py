@@ -15,10 +15,10 @@ RECIPES = [
     "digits_quickstart",
     "efficientnet_b0_imagenet",
     "googlenet_imagenet",
+    "resnet50_finetune_cifar10",
     "resnet50d_bag_of_tricks",
     "resnet50d_bag_of_tricks_distill",
     "resnet50d_bag_of_tricks_mixup",
-    "resnet50_finetune_cifar10",
     "squeezenet_imagenet",
     "wrn28_2_cifar10",
 ]
