@@ -102,3 +102,22 @@ def positive_finite(value):
     import math
 
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def run_scenario(script, mode, timeout=300):
+    """Runs `python script mode` in a fresh process and returns its last `RESULT {json}` line.
+
+    For scenarios needing logical devices or a strategy set up before TensorFlow starts
+    (pytest-xdist workers have already initialised it). The child gets no TF_CONFIG.
+    """
+    import json
+    import subprocess
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    command = ["timeout", "-s", "KILL", str(timeout), sys.executable, script, mode]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout + 30)
+    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and results, done.stderr[-4000:]
+    return json.loads(results[-1][len("RESULT "):])
+

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_scenario
 
 from keras_cnn import distribute
 from keras_cnn.distribute import train_step as train_step_module
@@ -106,13 +107,7 @@ def _mirrored_scenario():
 
 @pytest.fixture(scope="module")
 def mirrored_result():
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
-    command = ["timeout", "-s", "KILL", "300", sys.executable, __file__, "mirrored"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=330)
-    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and results, done.stderr[-4000:]
-    result = json.loads(results[-1][len("RESULT "):])
+    result = run_scenario(__file__, "mirrored")
     assert result["replicas"] == 2
     return result
 

@@ -6,14 +6,13 @@ wait steps, Mirrored == one device, mixed precision, finetuning and Reduced MPL.
 """
 
 import json
-import os
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_scenario
 
 from keras_cnn.distribute import train_step as train_step_module
 from keras_cnn.ssl.mpl import (
@@ -323,13 +322,7 @@ def _mirrored_scenario():
 
 
 def test_mirrored_two_replicas_equal_one_device():
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
-    command = ["timeout", "-s", "KILL", "300", sys.executable, __file__, "mirrored"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=330)
-    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and results, done.stderr[-4000:]
-    result = json.loads(results[-1][len("RESULT "):])
+    result = run_scenario(__file__, "mirrored")
     assert result["max_weight_diff"] < TOLERANCE
     assert result["jit_turned_off_diff"] < TOLERANCE
     np.testing.assert_allclose(*result["feedback"], atol=TOLERANCE)

@@ -6,14 +6,13 @@ Mirrored (2 logical CPUs) == one device with gradient clipping.
 """
 
 import json
-import os
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_scenario
 
 from keras_cnn.distribute import train_step as train_step_module
 from keras_cnn.ssl.uda import UDA, tsa_mask, tsa_threshold, uda_consistency_loss
@@ -205,13 +204,7 @@ def _mirrored_scenario():
 
 
 def test_mirrored_two_replicas_equal_one_device_with_clipping():
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("TF_CONFIG", None)
-    command = ["timeout", "-s", "KILL", "300", sys.executable, __file__, "mirrored"]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=330)
-    results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and results, done.stderr[-4000:]
-    result = json.loads(results[-1][len("RESULT "):])
+    result = run_scenario(__file__, "mirrored")
     assert result["replicas"] == 2
     assert result["max_weight_diff"] < 1e-5
     np.testing.assert_allclose(*result["loss"], rtol=1e-5)
