@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_cnn  # noqa: E402
-from keras_cnn import distribute  # noqa: E402
+from keras_cnn import distribute, training  # noqa: E402
 
 GLOBAL_BATCH = 16
 STEPS = 3
@@ -56,13 +56,13 @@ def _tiny_resnet(bn="trainable"):
     return model
 
 
-def _train(strategy, *, bn="trainable", jit_compile=False, fix=True, predict=False):
+def _train(strategy, *, bn="trainable", jit_compile=False, fix=True, predict=False, optimizer=None):
     keras.utils.set_random_seed(0)
     x, y = _data()
     with strategy.scope():
         model = _tiny_resnet(bn)
         model.compile(
-            optimizer=keras.optimizers.SGD(0.1),
+            optimizer=keras.optimizers.SGD(0.1) if optimizer is None else optimizer(model),
             loss="sparse_categorical_crossentropy",
             jit_compile=jit_compile,
         )
@@ -162,6 +162,18 @@ class CustomStepModel(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
 
+def coupled_weight_decay():
+    """L2 weight decay (CoupledSGD, momentum) under Mirrored(2) == one device: added once, after the sum."""
+    def optimizer(model):
+        return training.build_optimizer("sgd", 0.1, weight_decay=0.05, model=model)
+
+    one = _train(_one_device(), bn="synchronized", optimizer=optimizer)
+    two = _train(_mirrored(), bn="synchronized", optimizer=optimizer)
+    plain = _train(_one_device(), bn="synchronized")
+    return {"max_weight_diff": _max_diff(one["weights"], two["weights"]),
+            "decay_effect": _max_diff(one["weights"], plain["weights"])}
+
+
 def _custom(strategy, loss_scale):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(1)
@@ -184,7 +196,7 @@ def custom_train_step():
 
 
 SCENARIOS = {f.__name__: f for f in (upstream_failure, mirrored_equality, mirrored_xla, mixed_float16_xla,
-                                      custom_train_step)}
+                                      custom_train_step, coupled_weight_decay)}
 
 if __name__ == "__main__":
     print("RESULT " + json.dumps(SCENARIOS[sys.argv[1]]()), flush=True)

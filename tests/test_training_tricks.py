@@ -169,7 +169,7 @@ def test_no_bias_decay_with_zero_gradients(name, rng):
     lr, wd = 0.1, 0.01
     model = _tiny_model()
     _randomize(model, rng)
-    optimizer = training.build_optimizer(name, lr, weight_decay=wd, model=model)
+    optimizer = training.build_optimizer(name, lr, weight_decay=wd, weight_decay_mode="decoupled", model=model)
     before = {v.path: np.array(v) for v in model.trainable_variables}
     optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])
     excluded = {v.path for v in training.no_decay_variables(model)}
@@ -183,7 +183,8 @@ def test_bias_decay_when_not_excluded(rng):
     lr, wd = 0.1, 0.01
     model = _tiny_model()
     _randomize(model, rng)
-    optimizer = training.build_optimizer("sgd", lr, weight_decay=wd, no_bias_decay=False)
+    optimizer = training.build_optimizer("sgd", lr, weight_decay=wd, weight_decay_mode="decoupled",
+                                         no_bias_decay=False)
     before = [np.array(v) for v in model.trainable_variables]
     optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in model.trainable_variables])
     for b, v in zip(before, model.trainable_variables):
@@ -198,7 +199,8 @@ def test_decoupled_decay_equals_l2_for_plain_sgd(rng):
     _randomize(a, rng)
     b.set_weights(a.get_weights())
     grads = [rng.normal(size=v.shape).astype("float32") for v in a.trainable_variables]
-    decoupled = training.build_optimizer("sgd", lr, momentum=0.0, weight_decay=wd, no_bias_decay=False)
+    decoupled = training.build_optimizer("sgd", lr, momentum=0.0, weight_decay=wd, weight_decay_mode="decoupled",
+                                         no_bias_decay=False)
     decoupled.apply_gradients(zip([keras.ops.convert_to_tensor(g) for g in grads], a.trainable_variables))
     l2 = training.build_optimizer("sgd", lr, momentum=0.0)
     l2.apply_gradients([(keras.ops.convert_to_tensor(g + wd * np.array(v)), v)
@@ -212,7 +214,8 @@ def test_no_bias_decay_is_not_in_the_saved_optimizer(tmp_path, rng):
     # from a .keras file decays its biases again (documented in optimizers.py). When this
     # fails, Keras saves the exclusion: update the docstring.
     model = _tiny_model()
-    model.compile(training.build_optimizer("sgd", 0.1, weight_decay=0.01, model=model), "mse")
+    model.compile(training.build_optimizer("sgd", 0.1, weight_decay=0.01, weight_decay_mode="decoupled", model=model),
+                  "mse")
     model.optimizer.build(model.trainable_variables)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
@@ -220,6 +223,87 @@ def test_no_bias_decay_is_not_in_the_saved_optimizer(tmp_path, rng):
     bias.assign(np.ones(bias.shape, "float32"))
     loaded.optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in loaded.trainable_variables])
     np.testing.assert_allclose(np.array(bias), 1 - 0.1 * 0.01, rtol=1e-6)
+
+
+def _l2_reference(name, w, grads, lr, wd, momentum=0.9, rho=0.9, eps=1e-3, nesterov=False):
+    """The papers' update on `g + wd * w`, written out in float64 (TF1/PyTorch forms)."""
+    w = w.astype("float64")
+    buf, ms, mom, m, v = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        d = g + wd * w
+        if name == "sgd":  # constant lr: Keras' m = mu m - lr d equals PyTorch's buf = mu buf + d
+            buf = momentum * buf + d
+            w = w - lr * (d + momentum * buf if nesterov else buf)
+        elif name == "rmsprop":  # TF1 RMSPropOptimizer with momentum (ms starts at 0 in Keras)
+            ms = rho * ms + (1 - rho) * d**2
+            mom = momentum * mom + lr * d / np.sqrt(ms + eps)
+            w = w - mom
+        else:  # adam, Keras' epsilon-hat form
+            m = 0.9 * m + 0.1 * d
+            v = 0.999 * v + 0.001 * d**2
+            alpha = lr * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+            w = w - alpha * m / (np.sqrt(v) + 1e-7)
+    return w
+
+
+@pytest.mark.parametrize("name,nesterov", [("sgd", False), ("sgd", True), ("rmsprop", False), ("adam", False)])
+def test_l2_weight_decay_is_the_coupled_form(name, nesterov, rng):
+    # The papers' weight decay: every step the optimizer sees g + wd * w (decayed variables only).
+    lr, wd, steps = 0.05, 0.1, 4
+    model = _tiny_model()
+    _randomize(model, rng)
+    optimizer = training.build_optimizer(name, lr, weight_decay=wd, model=model, nesterov=nesterov)
+    assert type(optimizer).__name__.startswith("Coupled")
+    before = {v.path: np.array(v) for v in model.trainable_variables}
+    grads = {v.path: [rng.normal(size=v.shape).astype("float32") for _ in range(steps)]
+             for v in model.trainable_variables}
+    for step in range(steps):
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(grads[v.path][step]), v)
+                                   for v in model.trainable_variables])
+    excluded = {v.path for v in training.no_decay_variables(model)}
+    for v in model.trainable_variables:
+        expected = _l2_reference(name, before[v.path], grads[v.path], lr, 0.0 if v.path in excluded else wd,
+                                 nesterov=nesterov)
+        np.testing.assert_allclose(np.array(v), expected, rtol=2e-5, atol=2e-6, err_msg=v.path)
+
+
+def test_l2_decay_goes_through_momentum():
+    # Zero gradients, SGD momentum 0.9: L2 shrinks w by lr*wd*(1 + 0.9 + 0.81 + ...) per step at
+    # steady state, ~10x the decoupled form (which shrinks by lr*wd). What the papers' 1e-4 means.
+    lr, wd = 0.1, 1e-3
+    results = {}
+    for mode in ("l2", "decoupled"):
+        w = keras.Variable(np.ones([4], "float32"))
+        optimizer = training.build_optimizer("sgd", lr, weight_decay=wd, weight_decay_mode=mode, no_bias_decay=False)
+        for _ in range(100):
+            optimizer.apply_gradients([(keras.ops.zeros([4]), w)])
+        results[mode] = 1.0 - float(np.array(w)[0])
+    expected_l2 = 1.0 - _l2_reference("sgd", np.ones([1]), [np.zeros([1])] * 100, lr, wd)[0]
+    assert results["l2"] == pytest.approx(expected_l2, rel=1e-4)
+    assert results["decoupled"] == pytest.approx(1.0 - (1 - lr * wd) ** 100, rel=1e-4)
+    assert results["l2"] > 7 * results["decoupled"]
+
+
+def test_l2_weight_decay_mode_choices_and_serialization(tmp_path, rng):
+    assert isinstance(training.build_optimizer("adamw", 1e-3, weight_decay=0.05, no_bias_decay=False),
+                      keras.optimizers.AdamW)
+    assert type(training.build_optimizer("adam", 1e-3, weight_decay_mode="decoupled")) is keras.optimizers.Adam
+    with pytest.raises(ValueError, match="weight_decay_mode='l2'"):
+        training.build_optimizer("adamw", 1e-3, weight_decay_mode="l2")
+    with pytest.raises(ValueError, match="weight_decay_mode='coupled'"):
+        training.build_optimizer("sgd", 1e-3, weight_decay_mode="coupled")
+    # A .keras file restores the coupled optimizer (safe_mode) and it keeps decaying the same way.
+    model = _tiny_model()
+    _randomize(model, rng)
+    model.compile(training.build_optimizer("sgd", 0.1, weight_decay=0.01, no_bias_decay=False), "mse")
+    model.optimizer.build(model.trainable_variables)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert type(loaded.optimizer).__name__ == "CoupledSGD" and loaded.optimizer.weight_decay == 0.01
+    kernel = loaded.get_layer("tiny_logits").kernel
+    before = np.array(kernel)
+    loaded.optimizer.apply_gradients([(keras.ops.zeros_like(v), v) for v in loaded.trainable_variables])
+    np.testing.assert_allclose(np.array(kernel), before * (1 - 0.1 * 0.01), rtol=1e-6)
 
 
 def test_rmsprop_matches_tf_efficientnet_settings():

@@ -1,22 +1,27 @@
 """Optimizers of the papers as Keras optimizers, with no-bias-decay and weight EMA.
 
-**Weight decay** is Keras' decoupled `weight_decay`: at every step, before the gradient
-update and with the gradient computed at the old weights, each decayed variable becomes
-`w - learning_rate(step) * weight_decay * w` (the scheduled learning rate of that step;
-`keras.optimizers.Optimizer._apply_weight_decay`). The papers' weight decay is an L2 term
-in the gradient, `g + weight_decay * w` (PyTorch/MXNet `weight_decay`, TF
-`weight_decay * sum(l2_loss)`):
+**Weight decay** comes in two forms, chosen by `weight_decay_mode`:
 
-- plain SGD (no momentum): identical with the same coefficient (both give
-  `w - lr * (g + wd * w)`; tested);
-- SGD with momentum `m`: L2's decay term also goes through the momentum buffer, so in a
-  steady state it shrinks `w` by about `lr * wd / (1 - m)` per step (10x for m = 0.9),
-  decoupled decay by `lr * wd`. Same coefficient means a weaker decay here; use
-  `wd / (1 - m)` to match the papers' strength approximately (exactly only for constant
-  gradients and learning rate);
-- RMSProp/Adam: L2's term is divided by the adaptive denominator, decoupled decay is not
-  (Loshchilov & Hutter's AdamW), so there is no equivalent coefficient. Keras multiplies the
-  decay by the learning rate, as PyTorch's `AdamW`.
+- `"l2"` (coupled; what every paper behind the recipes used): `weight_decay * w` is added
+  to the gradient of each decayed variable before the optimizer's update, exactly as
+  PyTorch/MXNet's `weight_decay` argument, the TF reference code's
+  `weight_decay * sum(tf.nn.l2_loss(w))` in the loss (EfficientNet, Noisy Student) and the
+  Meta Pseudo Labels release's `add_weight_decay` (`g + weight_decay * w`). The decay term
+  therefore passes through momentum (SGD: a steady-state shrinkage of about
+  `lr * wd / (1 - momentum)` per step) and through RMSProp/Adam's adaptive denominator.
+  Implemented by `CoupledSGD`, `CoupledRMSprop` and `CoupledAdam`, Keras' optimizers whose
+  `update_step` adds the term after the cross-replica gradient sum (once per step under any
+  `tf.distribute` strategy), after loss-scale unscaling and after Keras' gradient clipping
+  (PyTorch's order, `clip_grad_norm_` then `step`; the TF references clip the sum, which
+  only differs when a clipping bound is reached).
+- `"decoupled"`: Keras' own `weight_decay`, `w <- w - lr(step) * weight_decay * w` before
+  the gradient update (Loshchilov & Hutter's AdamW; `keras.optimizers.Optimizer.
+  _apply_weight_decay`). With plain SGD (no momentum) both forms are identical; with
+  momentum the same coefficient shrinks about `1 / (1 - momentum)` times less (10x at 0.9),
+  and with RMSProp/Adam there is no equivalent coefficient.
+
+`weight_decay_mode="auto"` (the default) is `"decoupled"` for `"adamw"` and `"lamb"`
+(decoupled by definition) and `"l2"` for `"sgd"`, `"rmsprop"` and `"adam"`.
 
 **No bias decay** (Bag of Tricks §3.1): `optimizer.exclude_from_weight_decay(var_list=...)`
 with `no_decay_variables(model)`. The exclusion is a set of variable ids, not part of the
@@ -46,16 +51,70 @@ Mixed precision needs no argument here: `model.compile` wraps the optimizer in a
 import numbers
 
 import keras
+from keras import ops
 
 from keras_cnn.validation import check_choice
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "lamb")
+WEIGHT_DECAY_MODES = ("auto", "l2", "decoupled")
+# Optimizers whose weight decay is decoupled by definition (their papers).
+_DECOUPLED_ONLY = ("adamw", "lamb")
 
 # Variables named like this are never decayed, whatever their rank.
 NO_DECAY_NAMES = ("bias", "gamma", "beta")
 
 # TF EfficientNet's RMSProp epsilon (same placement in Keras 3, see the module docstring).
 RMSPROP_EPSILON = 1e-3
+
+
+class CoupledWeightDecay:
+    """Mixin: `weight_decay` as an L2 term in the gradient instead of Keras' decoupled decay.
+
+    `update_step(g, w)` runs the base optimizer on `g + weight_decay * w` for every variable
+    Keras would decay (`exclude_from_weight_decay` is honoured), and the decoupled
+    `_apply_weight_decay` is switched off. See the module docstring for where in the step the
+    term is added. The config is the base optimizer's (`weight_decay` keeps its name), so a
+    `.keras` file restores the same update.
+    """
+
+    def _apply_weight_decay(self, variables):
+        del variables  # the decay is part of the gradient (`update_step`)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.weight_decay is not None and self._use_weight_decay(variable):
+            gradient = ops.add(ops.cast(gradient, variable.dtype),
+                               ops.multiply(ops.cast(self.weight_decay, variable.dtype), variable))
+        return super().update_step(gradient, variable, learning_rate)
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class CoupledSGD(CoupledWeightDecay, keras.optimizers.SGD):
+    """`keras.optimizers.SGD` with L2 weight decay in the gradient (PyTorch's `SGD(weight_decay=...)`)."""
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class CoupledRMSprop(CoupledWeightDecay, keras.optimizers.RMSprop):
+    """`keras.optimizers.RMSprop` with L2 weight decay in the gradient (TF EfficientNet's L2 loss)."""
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn")
+class CoupledAdam(CoupledWeightDecay, keras.optimizers.Adam):
+    """`keras.optimizers.Adam` with L2 weight decay in the gradient (PyTorch's `Adam(weight_decay=...)`)."""
+
+
+def resolve_weight_decay_mode(name, weight_decay_mode):
+    """`"l2"` or `"decoupled"` for optimizer `name` (`"auto"`: see the module docstring).
+
+    Raises:
+        ValueError: An unknown mode, or `"l2"` with an optimizer that is decoupled by definition.
+    """
+    check_choice("weight_decay_mode", weight_decay_mode, WEIGHT_DECAY_MODES)
+    if weight_decay_mode == "auto":
+        return "decoupled" if name in _DECOUPLED_ONLY else "l2"
+    if weight_decay_mode == "l2" and name in _DECOUPLED_ONLY:
+        raise ValueError(f"`weight_decay_mode` 'l2' does not apply to {name!r}, whose weight decay is decoupled by "
+                         f"definition (use 'adam' for Adam with L2), received weight_decay_mode={weight_decay_mode!r}")
+    return weight_decay_mode
 
 
 def no_decay_variables(model):
@@ -94,8 +153,8 @@ def _check_fraction(argument, value, *, closed=False):
 
 
 def build_optimizer(
-    name, learning_rate, *, weight_decay=0.0, no_bias_decay=True, model=None, momentum=0.9, nesterov=False,
-    rho=0.9, epsilon=None, ema=None, clipnorm=None, global_clipnorm=None,
+    name, learning_rate, *, weight_decay=0.0, weight_decay_mode="auto", no_bias_decay=True, model=None,
+    momentum=0.9, nesterov=False, rho=0.9, epsilon=None, ema=None, clipnorm=None, global_clipnorm=None,
 ):
     """A Keras optimizer configured as in the papers.
 
@@ -104,8 +163,10 @@ def build_optimizer(
             `"adam"`, `"adamw"` (Adam with decoupled decay; in Keras `"adam"` with
             `weight_decay > 0` is the same update) or `"lamb"`.
         learning_rate: A float or a `LearningRateSchedule` (see `schedules`).
-        weight_decay: Keras' decoupled weight decay coefficient (0: none); see the module
-            docstring for how it relates to the papers' L2.
+        weight_decay: Weight decay coefficient (0: none), applied as `weight_decay_mode` says.
+        weight_decay_mode: `"l2"` (coupled: `g + weight_decay * w`, the papers'),
+            `"decoupled"` (Keras' `w -= lr * weight_decay * w`) or `"auto"` (decoupled for
+            `"adamw"` / `"lamb"`, L2 otherwise); see the module docstring.
         no_bias_decay: Exclude `no_decay_variables(model)` from weight decay.
         model: The model to be trained; required when `weight_decay > 0` and
             `no_bias_decay`.
@@ -120,9 +181,11 @@ def build_optimizer(
         global_clipnorm: Clip all gradients together to this global norm.
 
     Returns:
-        A `keras.optimizers.Optimizer`.
+        A `keras.optimizers.Optimizer` (`CoupledSGD` / `CoupledRMSprop` / `CoupledAdam` for L2
+        weight decay).
     """
     check_choice("name", name, OPTIMIZERS)
+    coupled = resolve_weight_decay_mode(name, weight_decay_mode) == "l2"
     if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         _check_optional_positive("learning_rate", learning_rate)
         if learning_rate is None:
@@ -160,12 +223,14 @@ def build_optimizer(
     if epsilon is not None:
         common["epsilon"] = float(epsilon)
     if name == "sgd":
-        optimizer = keras.optimizers.SGD(momentum=float(momentum), nesterov=nesterov, **common)
+        sgd = CoupledSGD if coupled else keras.optimizers.SGD
+        optimizer = sgd(momentum=float(momentum), nesterov=nesterov, **common)
     elif name == "rmsprop":
         common.setdefault("epsilon", RMSPROP_EPSILON)
-        optimizer = keras.optimizers.RMSprop(rho=float(rho), momentum=float(momentum), **common)
+        rmsprop = CoupledRMSprop if coupled else keras.optimizers.RMSprop
+        optimizer = rmsprop(rho=float(rho), momentum=float(momentum), **common)
     elif name == "adam":
-        optimizer = keras.optimizers.Adam(**common)
+        optimizer = (CoupledAdam if coupled else keras.optimizers.Adam)(**common)
     elif name == "adamw":
         # AdamW's `weight_decay` must be a float (None would fall back to no decay anyway).
         common["weight_decay"] = float(weight_decay)
