@@ -7,6 +7,7 @@ class ids, or float32 one-hot labels with `one_hot=True`.
 
     from keras_cnn import data
     (x_train, y_train), (x_test, y_test) = data.load_digits()          # offline, embedded
+    fashion = data.load_fashion_mnist()     # offline: apt-get install dataset-fashion-mnist
     train = data.make_pipeline((x_train, y_train), training=True, batch_size=64, image_size=32,
                                num_classes=10, augment=data.augment_layers(randaugment=(2, 9)))
     cifar = data.make_pipeline(data.load("cifar10", "train", download=True), training=True,
@@ -16,8 +17,10 @@ class ids, or float32 one-hot labels with `one_hot=True`.
 
 from keras_cnn.data import corruptions
 from keras_cnn.data.augment import RANDAUGMENT_MAX_MAGNITUDE, augment_layers, mixing_layers
+from keras_cnn.data.color import IMAGENET_EIGVAL, IMAGENET_EIGVEC, ColorJitter, PCALighting
 from keras_cnn.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from keras_cnn.data.digits import load_digits
+from keras_cnn.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from keras_cnn.data.pipeline import epoch_variable, make_pipeline
 from keras_cnn.data.preprocessing import (
     center_crop_resize,
@@ -28,6 +31,7 @@ from keras_cnn.data.preprocessing import (
     preprocess_train,
     random_flip,
 )
+from keras_cnn.data.randaugment import RandAugment
 from keras_cnn.data.ssl import SSL_SPLITS, SSLSplit, get_ssl_split, labeled_indices, ssl_datasets
 from keras_cnn.data.tfds import (
     DATASETS,
@@ -44,10 +48,16 @@ __all__ = [
     "corrupt",
     "corruptions",
     "DATASETS",
+    "FASHION_MNIST_CLASSES",
+    "IMAGENET_EIGVAL",
+    "IMAGENET_EIGVEC",
     "RANDAUGMENT_MAX_MAGNITUDE",
     "SSL_SPLITS",
+    "ColorJitter",
+    "RandAugment",
     "DatasetInfo",
     "DatasetUnavailableError",
+    "PCALighting",
     "SSLSplit",
     "augment_layers",
     "center_crop_resize",
@@ -59,6 +69,7 @@ __all__ = [
     "labeled_indices",
     "load",
     "load_digits",
+    "load_fashion_mnist",
     "make_pipeline",
     "mixing_layers",
     "pad_crop",

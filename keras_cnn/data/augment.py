@@ -1,22 +1,26 @@
-"""Batch-level augmentation with Keras' own preprocessing layers.
+"""Batch-level augmentation layers.
 
 `augment_layers` builds the list that `make_pipeline(augment=...)` applies to every training
-batch: `keras.layers.RandAugment` (Cubuk et al. 2020) and `keras.layers.RandomErasing` (Zhong
-et al. 2020). Any other Keras preprocessing layer, or a keras-cv augmentation layer
+batch: Bag of Tricks' colour jitter and PCA lighting (`keras_cnn.data.color`), keras_cnn's
+`RandAugment` (Cubuk et al. 2020, the released reference code's ops and ranges,
+`keras_cnn.data.randaugment`) and `keras.layers.RandomErasing` (Zhong et al. 2020).
+Any other Keras preprocessing layer, or a keras-cv augmentation layer
 (`pip install keras_cnn[cv]`), can go in the same list. `mixing_layers` builds Keras' `MixUp`
 (Zhang et al. 2018) and `CutMix` (Yun et al. 2019) for the pipeline's label mixing.
 """
 
 import keras
 
+from keras_cnn.data.color import ColorJitter, PCALighting
+from keras_cnn.data.randaugment import MAX_MAGNITUDE, RandAugment
 from keras_cnn.validation import check_positive_int
 
 __all__ = ["RANDAUGMENT_MAX_MAGNITUDE", "augment_layers", "mixing_layers"]
 
 # RandAugment magnitudes are on the scale of the paper's reference implementation
 # (tensorflow/tpu autoaugment.py `_MAX_LEVEL = 10`, also timm's "rand-m9"): M in [0, 10],
-# M = 10 the strongest. Keras' `factor` is the same strength normalised to [0, 1].
-RANDAUGMENT_MAX_MAGNITUDE = 10
+# M = 10 the strongest for the geometric ops.
+RANDAUGMENT_MAX_MAGNITUDE = MAX_MAGNITUDE
 
 
 def _check_probability(argument, value):
@@ -24,38 +28,59 @@ def _check_probability(argument, value):
         raise ValueError(f"`{argument}` must be a number in [0, 1], received {argument}={value!r}")
 
 
-def augment_layers(*, randaugment=None, random_erasing=0.0, value_range=(0, 255), seed=None):
-    """Keras augmentation layers for `make_pipeline(augment=...)`, applied in list order.
+def augment_layers(*, randaugment=None, random_erasing=0.0, color_jitter=0.0, pca_lighting=0.0,
+                   value_range=(0, 255), seed=None):
+    """Augmentation layers for `make_pipeline(augment=...)`, applied in list order.
+
+    The order is colour jitter, PCA lighting (Bag of Tricks §2.1 steps 4-5, after the crop and
+    flip of the pipeline's preprocessing), RandAugment, random erasing.
 
     Args:
         randaugment: `None`, or `(num_ops, magnitude)`, the paper's `(N, M)`: N operations per
             image, magnitude M on the reference implementation's 0-10 scale (ImageNet ResNet-50:
-            `(2, 9)`). Becomes `keras.layers.RandAugment(num_ops=N, factor=M / 10)`.
+            `(2, 9)`). Becomes `keras_cnn.data.randaugment.RandAugment(num_ops=N, magnitude=M)`.
         random_erasing: Probability of erasing a random rectangle of each image (timm's
             `reprob`, e.g. 0.25): `keras.layers.RandomErasing(factor=p)` with Keras' default
             area range 2%-33% and random-noise fill. 0 adds no layer.
+        color_jitter: GluonCV's `RandomColorJitter` strength `s` (Bag of Tricks: 0.4):
+            brightness, contrast and saturation each scaled by a factor from `[1 - s, 1 + s]`,
+            in a random order per image (`keras_cnn.data.ColorJitter`). 0 adds no layer.
+        pca_lighting: Std of AlexNet's PCA lighting noise on ImageNet's RGB eigenvectors
+            (Bag of Tricks: 0.1; `keras_cnn.data.PCALighting`). 0 adds no layer.
         value_range: Pixel range of the images (the pipelines produce `(0, 255)`).
         seed: Integer seed of the layers' random streams (each layer gets its own offset).
 
     Returns:
         A list of Keras layers (possibly empty).
 
-    Note: Keras 3.15's `RandAugment` draws the N operations once per *batch* (the paper draws
-    them per image; magnitudes and parameters are still per image), and computes all 11 of its
-    operations for each of the N slots, selecting with `where`. Here that made it the slowest
-    stage: ~750-1,000 images/s on this 2-core CPU at 32 px (`tools/pipeline_benchmark.py`),
-    against ~7,000-17,000 for pad-crop + flip + erasing + MixUp/CutMix.
-
-    Strength on small images: `factor = M / 10` makes Keras' geometric ranges large (at M = 9,
-    rotations up to 0.9 x 360 degrees and shifts/shears up to 90 % of the image, reflect fill),
-    and its solarize/posterize are strongest at *low* M, as in the reference implementation
-    (tensorflow/tpu#614). ImageNet-sized objects survive that; 16 px digits do not (measured in
-    `tools/ssl_digits.py`: a 97.2 % digits model scores 40 % on RandAugment (2, 9) copies of the
-    test images, 79 % even at M = 0), so small-image recipes use milder noise.
+    RandAugment follows the released reference code (tensorflow/tpu
+    `distort_image_with_randaugment`): its 16 ops (AutoContrast, Equalize, Invert, Rotate,
+    Posterize, Solarize, Color, Contrast, Brightness, Sharpness, ShearX, ShearY, TranslateX,
+    TranslateY, Cutout, SolarizeAdd), each image drawing its own N ops (with replacement) and
+    signs. At M = 9: rotate +-27 degrees, shear +-0.27 (about the top-left corner), translate
+    +-0.40 of the side (the reference's 100 px at 224 px), Cutout boxes of 2 x 0.16 of the side
+    (40 px at 224), enhance factor 1.72, Posterize 3 bits, Solarize above 230, SolarizeAdd
+    +99; gray (128) fill. As in the reference (tensorflow/tpu#614), Posterize, Solarize and the
+    enhance ops are strongest at *low* M (M = 0: 1 bit, every pixel inverted, 10 % blends). N
+    ops compose: at N = 2 an image can be rotated twice (+-54 degrees) or shifted by 0.8 of
+    the side, so on small images (16 px digits) check that the label survives.
     """
     layers = []
     if seed is not None:
         check_positive_int("seed", seed, minimum=0)
+    for argument, value in (("color_jitter", color_jitter), ("pca_lighting", pca_lighting)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
+    if color_jitter > 1:
+        raise ValueError(f"`color_jitter` must be in [0, 1] (factors in [1 - s, 1 + s]), received "
+                         f"color_jitter={color_jitter!r}")
+    if color_jitter > 0:
+        layers.append(ColorJitter(brightness=float(color_jitter), contrast=float(color_jitter),
+                                  saturation=float(color_jitter), value_range=value_range,
+                                  seed=None if seed is None else seed + 2, dtype="float32"))
+    if pca_lighting > 0:
+        layers.append(PCALighting(alphastd=float(pca_lighting), value_range=value_range,
+                                  seed=None if seed is None else seed + 3, dtype="float32"))
     if randaugment is not None:
         ok = (isinstance(randaugment, (tuple, list)) and len(randaugment) == 2
               and isinstance(randaugment[0], int) and not isinstance(randaugment[0], bool) and randaugment[0] >= 1
@@ -66,9 +91,8 @@ def augment_layers(*, randaugment=None, random_erasing=0.0, value_range=(0, 255)
                 "`randaugment` must be None or (num_ops >= 1, magnitude in [0, "
                 f"{RANDAUGMENT_MAX_MAGNITUDE}]), received randaugment={randaugment!r}")
         num_ops, magnitude = randaugment
-        layers.append(keras.layers.RandAugment(
-            value_range=value_range, num_ops=num_ops, factor=magnitude / RANDAUGMENT_MAX_MAGNITUDE,
-            seed=None if seed is None else seed, dtype="float32"))
+        layers.append(RandAugment(num_ops=num_ops, magnitude=magnitude, value_range=value_range,
+                                  seed=seed, dtype="float32"))
     _check_probability("random_erasing", random_erasing)
     if random_erasing > 0:
         layers.append(keras.layers.RandomErasing(
