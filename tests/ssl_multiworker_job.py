@@ -101,7 +101,8 @@ def main(argv=None):
         teacher, student = mlp("teacher"), mlp("student")
         teacher.set_weights(initial_weights(teacher, 1))
         student.set_weights(initial_weights(student, 2))
-        mpl = RecordingMPL(teacher, student, uda_weight=1.0, uda_threshold=None, label_smoothing=0.1)
+        mpl = RecordingMPL(teacher, student, uda_weight=1.0, uda_threshold=None, label_smoothing=0.1,
+                           pseudo_labels="argmax")
         mpl.compile(
             teacher_optimizer=keras.optimizers.SGD(0.3, momentum=0.9, global_clipnorm=0.5),
             student_optimizer=keras.optimizers.SGD(0.3, momentum=0.9, clipnorm=0.3, use_ema=True),

@@ -80,7 +80,7 @@ def test_feedback_sign(label, helps):
     student = linear("student", np.zeros((2, 2)), np.zeros(2))
     x_l, x_u = np.array([[0.0, 1.0]], "float32"), np.array([[1.0, 0.0]], "float32")
     data = ((x_l, np.array([label])), x_u)
-    mpl = MetaPseudoLabels(teacher, student, uda_weight=0.0, baseline_momentum=None)
+    mpl = MetaPseudoLabels(teacher, student, uda_weight=0.0, baseline_momentum=None, pseudo_labels="argmax")
     mpl.compile(keras.optimizers.SGD(1.0), keras.optimizers.SGD(1.0))
     p_before = softmax(teacher.predict(x_u, verbose=0))[0, 0]
     logs = mpl.fit(tf.data.Dataset.from_tensors(data), verbose=0).history
@@ -98,7 +98,7 @@ def test_feedback_equals_before_minus_after_by_hand():
     teacher, student = linear("teacher", w_t), linear("student", w_s, b_s)
     (x_l, y_l), (x_u, _) = batches()[0]
     lr = 0.5
-    mpl = MetaPseudoLabels(teacher, student, uda_weight=0.0, baseline_momentum=None)
+    mpl = MetaPseudoLabels(teacher, student, uda_weight=0.0, baseline_momentum=None, pseudo_labels="argmax")
     mpl.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(lr))
     logs = mpl.fit(tf.data.Dataset.from_tensors(((x_l, y_l), x_u)), verbose=0).history
     # By hand: argmax pseudo-labels, one SGD step of softmax regression, CE before - after.
@@ -166,6 +166,61 @@ def test_student_wait_schedule():
     assert float(restored(8)) == 0.5
 
 
+def _uda_logged(mpl, steps):
+    return mpl.fit(batches(steps=steps)[1], verbose=0).history
+
+
+def test_teacher_uses_the_release_mask_and_uda_ramp():
+    # Default mask: the MPL release's (sharpened, >=); the UDA release's (raw, >) would drop
+    # this example.
+    teacher, student = mlp("teacher"), mlp("student")
+    mpl = MetaPseudoLabels(teacher, student, uda_temperature=0.4, uda_threshold=0.6)
+    assert mpl.uda_mask_rule == "mpl" and mpl.pseudo_labels == "sample"
+    weak = np.array([[0.9, 0.0, 0.0]], "float32")  # softmax: 0.55 raw, 0.83 sharpened at T=0.4
+    _, mask = uda_consistency_loss_for(mpl, weak)
+    assert float(mask[0]) == 1.0
+    uda_only = MetaPseudoLabels(mlp("t2"), mlp("s2"), uda_temperature=0.4, uda_threshold=0.6, uda_mask_rule="uda")
+    _, raw_mask = uda_consistency_loss_for(uda_only, weak)
+    assert float(raw_mask[0]) == 0.0
+    # The ramp: the UDA weight is uda_weight * min(1, step / uda_ramp_steps), step = teacher steps done.
+    ramped = MetaPseudoLabels(mlp("t3"), mlp("s3"), uda_weight=8.0, uda_ramp_steps=4)
+    ramped.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1))
+    weights = []
+    for _ in range(6):
+        weights.append(float(ramped._uda_weight()))
+        ramped.fit(batches()[1], verbose=0)
+    assert weights == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0, 8.0])
+
+
+def uda_consistency_loss_for(mpl, weak):
+    from keras_cnn.ssl.uda import uda_consistency_loss
+
+    return uda_consistency_loss(weak, np.zeros_like(weak), temperature=mpl.uda_temperature,
+                                threshold=mpl.uda_threshold, mask_rule=mpl.uda_mask_rule)
+
+
+@pytest.mark.parametrize("mode", ["argmax", "sample", "soft"])
+def test_pseudo_label_modes(mode):
+    # What the student fits: the teacher's argmax (one-hot), a one-hot draw from its
+    # distribution, or its probabilities; the teacher's MPL term always uses a one-hot class.
+    teacher = linear("teacher", [[2.0, 0.0, -1.0], [0.5, 1.0, 0.0]])
+    mpl = MetaPseudoLabels(teacher, mlp("student"), pseudo_labels=mode, seed=3)
+    logits = tf.constant(np.tile([[1.0, 0.7, -0.5]], (4000, 1)), "float32")
+    targets, action = mpl._pseudo_labels(logits)
+    targets, action = np.asarray(targets), np.asarray(action)
+    probs = softmax(np.array([[1.0, 0.7, -0.5]]))[0]
+    assert np.all(action.sum(-1) == 1.0) and set(np.unique(action)) == {0.0, 1.0}
+    if mode == "argmax":
+        assert np.all(action.argmax(-1) == 0) and np.array_equal(targets, action)
+    elif mode == "sample":
+        # Class frequencies follow the teacher's distribution (4,000 draws: +-3 %).
+        np.testing.assert_allclose(action.mean(0), probs, atol=0.03)
+        assert np.array_equal(targets, action)
+    else:
+        np.testing.assert_allclose(targets[0], probs, rtol=1e-5)
+        assert np.all(action.argmax(-1) == 0)
+
+
 # --- mixed precision, clipping/EMA, sampling --------------------------------------------
 
 
@@ -173,7 +228,7 @@ def test_student_wait_schedule():
 def test_mixed_precision_steps_are_finite_with_float32_variables(policy):
     keras.mixed_precision.set_global_policy(policy)
     teacher, student = mlp("teacher"), mlp("student")
-    mpl = MetaPseudoLabels(teacher, student, sample_pseudo_labels=True, seed=1, uda_threshold=None)
+    mpl = MetaPseudoLabels(teacher, student, pseudo_labels="sample", seed=1, uda_threshold=None)
     mpl.compile(keras.optimizers.SGD(0.1, global_clipnorm=1.0),
                 keras.optimizers.SGD(0.1, global_clipnorm=1.0, use_ema=True), metrics=["accuracy"])
     # Loss scaling for both optimizers under float16 only (bfloat16 has float32's range).
@@ -199,7 +254,7 @@ def test_jit_compile_step_equals_uncompiled_on_one_device():
     for jit in (False, True):
         keras.utils.set_random_seed(0)
         teacher, student = mlp("teacher"), mlp("student")
-        mpl = MetaPseudoLabels(teacher, student, uda_threshold=None, label_smoothing=0.1)
+        mpl = MetaPseudoLabels(teacher, student, uda_threshold=None, label_smoothing=0.1, pseudo_labels="argmax")
         mpl.compile(keras.optimizers.SGD(0.3, momentum=0.9, global_clipnorm=0.5),
                     keras.optimizers.SGD(0.3, momentum=0.9, use_ema=True), jit_compile=jit)
         assert mpl.jit_compile is jit
@@ -236,7 +291,7 @@ def test_reduced_mpl_step():
     x_l, x_u = rng.normal(size=(8, 2)).astype("float32"), rng.normal(size=(16, 2)).astype("float32")
     z_l, z_u = rng.normal(size=(8, 3)).astype("float32"), rng.normal(size=(16, 3)).astype("float32")
     data = ((x_l, np.arange(8) % 3, z_l), (x_u, z_u))
-    mpl = ReducedMetaPseudoLabels(head, student, baseline_momentum=None)
+    mpl = ReducedMetaPseudoLabels(head, student, baseline_momentum=None, pseudo_labels="argmax")
     mpl.compile(keras.optimizers.SGD(0.5), keras.optimizers.SGD(0.5))
     h0, s0 = values(head.trainable_variables), values(student.trainable_variables)
     logs = mpl.fit(tf.data.Dataset.from_tensors(data), verbose=0).history
@@ -255,7 +310,9 @@ def test_reduced_mpl_step():
         ({"uda_weight": -1.0}, "uda_weight=-1.0"),
         ({"baseline_momentum": 1.0}, "baseline_momentum=1.0"),
         ({"student_wait_steps": -2}, "student_wait_steps=-2"),
-        ({"hard_labels": "yes"}, "hard_labels='yes'"),
+        ({"pseudo_labels": "hard"}, "pseudo_labels='hard'"),
+        ({"uda_mask_rule": "fixmatch"}, "uda_mask_rule='fixmatch'"),
+        ({"uda_ramp_steps": -1}, "uda_ramp_steps=-1"),
         ({"label_smoothing": 1.5}, "label_smoothing=1.5"),
     ],
 )
@@ -296,7 +353,7 @@ def _mirrored_scenario():
         keras.utils.set_random_seed(0)
         with strategy.scope():
             teacher, student = mlp("teacher"), mlp("student")
-            mpl = MetaPseudoLabels(teacher, student, uda_threshold=None, label_smoothing=0.1)
+            mpl = MetaPseudoLabels(teacher, student, uda_threshold=None, label_smoothing=0.1, pseudo_labels="argmax")
             mpl.compile(keras.optimizers.SGD(0.3, momentum=0.9, global_clipnorm=0.5),
                         keras.optimizers.SGD(0.3, momentum=0.9, global_clipnorm=0.5, use_ema=True),
                         jit_compile=jit_compile)

@@ -84,7 +84,11 @@ def test_two_rounds_clean_teacher_noised_student_and_resume(tmp_path):
         assert os.path.exists(os.path.join(directory, "model.keras"))
         with open(os.path.join(directory, "metrics.json")) as file:
             stored = json.load(file)
-        assert stored["round"] == k and 0.0 <= stored["accuracy"] <= 1.0
+        # The stored accuracy is the round's saved model's on the test images.
+        saved = keras.saving.load_model(os.path.join(directory, "model.keras"), compile=False)
+        x_test, y_test = test
+        predicted = np.asarray(saved.predict(x_test.astype("float32"), verbose=0)).argmax(-1)
+        assert stored["round"] == k and stored["accuracy"] == pytest.approx(float(np.mean(predicted == y_test)))
 
     teacher_counts = np.array(built[0][2].get_layer("spy").counts)
     student_counts = np.array(built[1][2].get_layer("spy").counts)
@@ -121,6 +125,70 @@ def test_given_teacher_hard_balanced_pseudo_labels(tmp_path):
     assert results[0]["num_pseudo_labeled"] == 7 * len(predicted)
     assert results[0]["accuracy"] is None
     assert not os.path.exists(round_dir(str(tmp_path), 0))
+
+
+class _TargetRecorder:
+    """compile_student that records the targets the student's loss sees and its steps_per_epoch."""
+
+    def __init__(self):
+        self.targets, self.steps = [], []
+
+    def __call__(self, model, steps_per_epoch):
+        self.steps.append(steps_per_epoch)
+
+        def loss(y_true, y_pred):
+            self.targets.append(np.asarray(y_true))
+            return keras.losses.categorical_crossentropy(y_true, y_pred, from_logits=True)
+
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss, run_eagerly=True)
+
+
+def test_label_smoothing_only_on_one_hot_targets_and_schedule_from_the_trained_set(tmp_path):
+    # The release smooths the labeled images' one-hot labels (and hard pseudo-labels), never soft
+    # pseudo-labels; and a round's epoch is one pass over what it trains on after filtering.
+    rng = np.random.default_rng(0)
+    x_u = rng.uniform(0, 255, size=(40, SIZE, SIZE, 3)).astype("float32")
+    x_l, y_l = x_u[:10], np.arange(10) % 10
+    teacher = _builder([])(0)
+    probs = tf.nn.softmax(teacher.predict_on_batch(x_u)).numpy()
+    threshold = float(np.quantile(probs.max(-1), 0.5))  # keeps about half the unlabeled images
+    kept = int(np.sum(probs.max(-1) >= threshold))
+    recorder = _TargetRecorder()
+    results = noisy_student(_builder([]), teacher, (x_l, y_l), x_u, rounds=1, output_dir=str(tmp_path), epochs=1,
+                            batch_size=5, mode="soft", threshold=threshold, noise={}, label_smoothing=0.2,
+                            compile_student=recorder, verbose=0)
+    assert results[0]["num_pseudo_labeled"] == kept < 40
+    assert recorder.steps == [steps_per_epoch(10 + kept, 5)] == [results[0]["steps_per_epoch"]]
+    rows = np.concatenate(recorder.targets)
+    smoothed = np.isclose(rows.max(-1), 0.8 + 0.02) & np.isclose(rows.min(-1), 0.02)
+    soft = ~smoothed
+    assert smoothed.sum() > 0 and soft.sum() > 0
+    # Soft rows are the teacher's probabilities, untouched (no 0.02 floor, no 0.82 ceiling).
+    teacher_rows = probs[probs.max(-1) >= threshold]
+    for row in rows[soft]:
+        assert np.abs(teacher_rows - row).max(-1).min() < 1e-5
+    with pytest.raises(ValueError, match="label_smoothing=1.0"):
+        noisy_student(_builder([]), teacher, (x_l, y_l), x_u, rounds=1, output_dir=str(tmp_path / "b"), epochs=1,
+                      batch_size=5, label_smoothing=1.0)
+
+
+def test_each_model_sees_its_own_input_size(tmp_path):
+    # A student built at 24 px from a 16 px teacher and 16 px arrays: the teacher labels 16 px
+    # images, the student trains (and is evaluated) on 24 px ones.
+    rng = np.random.default_rng(2)
+    x_u = rng.uniform(0, 255, size=(12, SIZE, SIZE, 3)).astype("float32")
+    x_l, y_l = x_u[:10], np.arange(10) % 10
+    sizes = {0: SIZE, 1: 24}
+
+    def build(k, **noise):
+        inputs = keras.Input((sizes[k], sizes[k], 3))
+        x = keras.layers.GlobalAveragePooling2D()(inputs)
+        return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+    results = noisy_student(build, None, (x_l, y_l), x_u, rounds=1, output_dir=str(tmp_path), epochs=1,
+                            batch_size=4, noise={}, validation_data=(x_l, y_l), verbose=0)
+    assert [r["image_size"] for r in results] == [[SIZE, SIZE], [24, 24]]
+    assert results[1]["accuracy"] is not None
 
 
 def test_every_training_batch_is_full(tmp_path):

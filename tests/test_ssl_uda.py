@@ -42,6 +42,23 @@ def test_consistency_loss_matches_hand_computation(temperature, threshold):
     np.testing.assert_allclose(np.asarray(loss), want_loss, rtol=1e-5, atol=1e-6)
 
 
+def test_mpl_mask_rule_thresholds_the_sharpened_distribution_inclusively():
+    # Raw max probability 0.5, sharpened at T=0.5 to 2/3: the UDA release (raw, >) masks it,
+    # the MPL release (sharpened, >=) keeps it, also at exact equality.
+    weak = np.log(np.array([[0.5, 0.25, 0.25]], "float32"))
+    strong = np.zeros((1, 3), "float32")
+    sharpened = _softmax(weak / 0.5).max()
+    assert sharpened == pytest.approx(2 / 3, abs=1e-6)
+    _, uda_mask = uda_consistency_loss(weak, strong, temperature=0.5, threshold=0.6, mask_rule="uda")
+    _, mpl_mask = uda_consistency_loss(weak, strong, temperature=0.5, threshold=0.6, mask_rule="mpl")
+    assert float(uda_mask[0]) == 0.0 and float(mpl_mask[0]) == 1.0
+    _, at_equality = uda_consistency_loss(weak, strong, temperature=0.5, threshold=float(sharpened), mask_rule="mpl")
+    _, raw_equality = uda_consistency_loss(weak, strong, temperature=1.0, threshold=0.5, mask_rule="uda")
+    assert float(at_equality[0]) == 1.0 and float(raw_equality[0]) == 0.0
+    with pytest.raises(ValueError, match="mask_rule='fixmatch'"):
+        uda_consistency_loss(weak, strong, mask_rule="fixmatch")
+
+
 def test_threshold_masks_the_unconfident_example_and_sharpening_changes_the_target():
     loss, mask = uda_consistency_loss(WEAK, STRONG, temperature=0.4, threshold=0.8)
     # Row 1 (probabilities ~0.40/0.30/0.30) is under 0.8: masked, contributes 0.

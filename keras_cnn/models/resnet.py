@@ -23,6 +23,7 @@ from keras_cnn.models.base import (
     check_choice,
     check_int_sequence,
     check_positive_int,
+    check_positive_number,
     check_rate,
 )
 from keras_cnn.registry import register_variants
@@ -32,6 +33,9 @@ BOTTLENECK_EXPANSION = 4  # bottleneck output channels = planes * 4
 REFERENCE_BASE_WIDTH = 64  # ResNeXt width per group of the plain ResNet
 SE_REDUCTION = 1 / 16  # SENet's r = 16
 SE_DIVISOR = 8  # timm rounds SE channels to multiples of 8
+# "leaky_relu" is Keras' leaky ReLU with negative slope 0.2: the Meta Pseudo Labels release's WRN
+# (`modeling_utils.relu(x, leaky=0.2)`).
+ACTIVATIONS = ("relu", "leaky_relu")
 
 # Blocks per stage for each depth (He et al., Table 1; 200 from the v2 paper).
 DEPTHS = {
@@ -202,6 +206,9 @@ def residual_block(
     block_dropout=0.0,
     drop_path_rate=0.0,
     zero_gamma=False,
+    activation="relu",
+    bn_momentum=BN_MOMENTUM,
+    bn_epsilon=BN_EPSILON,
     name,
 ):
     """One residual block; every ResNet-family tweak is a flag here.
@@ -226,12 +233,17 @@ def residual_block(
         block_dropout: Dropout between the convs (Wide ResNet).
         drop_path_rate: Stochastic-depth rate of this block.
         zero_gamma: Initialise the last BN scale of the branch to zero.
+        activation: Activation of the block (`"relu"`; `"leaky_relu"` is Keras' slope 0.2,
+            the Meta Pseudo Labels release's WRN).
+        bn_momentum: Batch-norm moving-average momentum.
+        bn_epsilon: Batch-norm epsilon.
         name: Block name prefix (`"stage1_block1"`).
 
     Returns:
         Output tensor.
     """
     out_channels = planes * (BOTTLENECK_EXPANSION if bottleneck else 1)
+    bn = {"bn_momentum": bn_momentum, "bn_epsilon": bn_epsilon}
     if bottleneck:
         width = int(planes * base_width / REFERENCE_BASE_WIDTH) * groups
         convs = [
@@ -244,8 +256,8 @@ def residual_block(
 
     branch = x
     if preact:
-        branch = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_preact_bn")(x)
-        branch = layers.Activation("relu", name=f"{name}_preact_relu")(branch)
+        branch = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_preact_bn")(x)
+        branch = layers.Activation(activation, name=f"{name}_preact_relu")(branch)
 
     if x.shape[-1] != out_channels or (stride != 1 and not preact):
         if preact:
@@ -258,11 +270,11 @@ def residual_block(
                 # count_include_pad=False.
                 shortcut = layers.AveragePooling2D(stride, stride, padding="same",
                                                    name=f"{name}_0_pool")(x)
-            shortcut = conv_bn_act(shortcut, out_channels, 1, activation=None, name=f"{name}_0")
+            shortcut = conv_bn_act(shortcut, out_channels, 1, activation=None, name=f"{name}_0", **bn)
         else:
             kernel = down_kernel_size if stride != 1 else 1
             shortcut = conv_bn_act(x, out_channels, kernel, strides=stride, activation=None,
-                                   name=f"{name}_0")
+                                   name=f"{name}_0", **bn)
     elif stride != 1:
         shortcut = layers.MaxPooling2D(1, stride, name=f"{name}_0_pool")(x)
     else:
@@ -279,10 +291,11 @@ def residual_block(
             strides=conv_stride,
             groups=conv_groups,
             norm=not (last and preact),
-            activation=None if last else "relu",
+            activation=None if last else activation,
             use_bias=last and preact and preact_bias,
             zero_gamma=last and zero_gamma,
             name=f"{name}_{index}",
+            **bn,
         )
     if se_ratio:
         reduced = make_divisible(out_channels * se_ratio, SE_DIVISOR, round_limit=0.0)
@@ -291,12 +304,12 @@ def residual_block(
         branch = DropPath(drop_path_rate, name=f"{name}_drop_path")(branch)
     x = layers.Add(name=f"{name}_add")([shortcut, branch])
     if not preact:
-        x = layers.Activation("relu", name=f"{name}_out")(x)
+        x = layers.Activation(activation, name=f"{name}_out")(x)
     return x
 
 
 def resnet_stem(x, *, stem="default", stem_width=64, stem_pool="max", preact=False,
-                preact_bias=False):
+                preact_bias=False, activation="relu", bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON):
     """The stem: 7x7 conv (`"default"`), three 3x3 convs (`"deep"`, ResNet-C), or one
     stride-1 3x3 conv (`"cifar"`), followed by the optional 3x3 max pool.
 
@@ -317,8 +330,10 @@ def resnet_stem(x, *, stem="default", stem_width=64, stem_pool="max", preact=Fal
             kernel,
             strides=stride,
             norm=not plain,
-            activation=None if plain else "relu",
+            activation=None if plain else activation,
             use_bias=plain and preact_bias,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
             name="stem" if len(specs) == 1 else f"stem_{index}",
         )
     if stem_pool == "max":
@@ -352,6 +367,9 @@ def ResNet(
     se_ratio=0.0,
     block_dropout=0.0,
     zero_gamma=False,
+    activation="relu",
+    bn_momentum=BN_MOMENTUM,
+    bn_epsilon=BN_EPSILON,
     drop_path_rate=0.0,
     dropout=0.0,
     include_top=True,
@@ -390,6 +408,10 @@ def ResNet(
         se_ratio: Squeeze-and-excitation ratio of every block (`1/16` in SENet); 0 disables.
         block_dropout: Dropout inside each block (Wide ResNet).
         zero_gamma: Initialise the last BN scale of every residual branch to zero.
+        activation: Activation everywhere in the network (`"relu"`; `"leaky_relu"`, Keras'
+            negative slope 0.2, for the Meta Pseudo Labels release's WRN-28).
+        bn_momentum: Batch-norm momentum (PyTorch's 0.9; the TF references use 0.99).
+        bn_epsilon: Batch-norm epsilon (PyTorch's 1e-5; the TF references use 1e-3).
         drop_path_rate: Stochastic depth of the last block; earlier blocks get a linearly
             smaller rate (first block 0).
         dropout: Dropout before the classifier.
@@ -422,8 +444,10 @@ def ResNet(
                             ("default_size", default_size)):
         check_positive_int(argument, value)
     for argument, value in (("se_ratio", se_ratio), ("block_dropout", block_dropout),
-                            ("drop_path_rate", drop_path_rate)):
+                            ("drop_path_rate", drop_path_rate), ("bn_momentum", bn_momentum)):
         check_rate(argument, value)
+    check_positive_number("bn_epsilon", bn_epsilon)
+    check_choice("activation", activation, ACTIVATIONS)
     for argument, value in (("stride_in_1x1", stride_in_1x1), ("avg_down", avg_down),
                             ("preact", preact), ("preact_bias", preact_bias),
                             ("zero_gamma", zero_gamma)):
@@ -461,7 +485,8 @@ def ResNet(
 
     def features(x):
         x = resnet_stem(x, stem=stem, stem_width=stem_width, stem_pool=stem_pool,
-                        preact=preact, preact_bias=preact_bias)
+                        preact=preact, preact_bias=preact_bias, activation=activation,
+                        bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
         total_blocks, index = sum(depths), 0
         for stage, (depth, stage_planes, stage_stride) in enumerate(
             zip(depths, planes, strides), start=1
@@ -485,12 +510,15 @@ def ResNet(
                     block_dropout=block_dropout,
                     drop_path_rate=drop_path_rate * index / max(total_blocks - 1, 1),
                     zero_gamma=zero_gamma,
+                    activation=activation,
+                    bn_momentum=bn_momentum,
+                    bn_epsilon=bn_epsilon,
                     name=f"stage{stage}_block{block_index + 1}",
                 )
                 index += 1
         if preact:
-            x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="post_bn")(x)
-            x = layers.Activation("relu", name="post_relu")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name="post_bn")(x)
+            x = layers.Activation(activation, name="post_relu")(x)
         return x
 
     return build_classifier(

@@ -28,6 +28,7 @@ from keras_cnn.ssl.pseudo_labels import (
     pseudo_label,
 )
 from keras_cnn.ssl.uda import (
+    MASK_RULES,
     TSA_SCHEDULES,
     UDA,
     SemiSupervisedWrapper,
@@ -39,6 +40,7 @@ from keras_cnn.ssl.uda import (
 __all__ = [
     "DEFAULT_NOISE",
     "PSEUDO_LABEL_MODES",
+    "MASK_RULES",
     "TSA_SCHEDULES",
     "UDA",
     "MetaPseudoLabels",

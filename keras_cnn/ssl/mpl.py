@@ -8,7 +8,8 @@ is a `keras.Model` with a **TensorFlow-specific** `train_step` (`tf.GradientTape
 in mixed precision. One step (the paper's Algorithm 1, first-order approximation):
 
 1. the teacher runs on `x_l`, `x_u_weak`, `x_u_strong` (one call, as the released code);
-   pseudo-labels `y_hat` are the teacher's argmax (or a sample) on `x_u_strong`;
+   pseudo-labels `y_hat` on `x_u_strong` are the teacher's argmax, a sample from its
+   distribution, or its probabilities (`PSEUDO_LABELS`, below);
 2. the student computes its labeled loss `L_before = CE(y_l, S(x_l))` and takes a step on
    `CE(y_hat, S(x_u_strong))`;
 3. `L_after = CE(y_l, S'(x_l))` with the updated student; the feedback is
@@ -41,6 +42,19 @@ code kept the author's `L_after - L_before`. With hard pseudo-labels (where the 
 not zero) the sign decides whether the teacher reinforces helpful or harmful labels; this
 module uses `L_before - L_after`.
 
+**Which pseudo-labels** (`pseudo_labels=`, one of `PSEUDO_LABELS`):
+- `"sample"` (default): one-hot `y_hat ~ softmax(T(x_u_strong))`. The REINFORCE derivation
+  above assumes `y_hat` is drawn from the teacher; this is the estimator the paper derives. It
+  is also the robust default: with the library's other defaults MPL finds the two moons on
+  10 of 10 fresh seeds with sampling, 8 of 10 with the argmax (`tools/ssl_twomoon.py`).
+- `"argmax"`: one-hot `argmax T(x_u_strong)` for the student, and the same class in the
+  teacher's MPL term. kekmodel/MPL-pytorch does this (`torch.max` of the teacher's logits).
+- `"soft"`: the student fits the teacher's probabilities. **This is what the released TF code
+  does** (`onehot_labels=stop_gradient(softmax(logits['u_aug']))` for the student), and its
+  MPL term `CE(stop_gradient(softmax(z)), z)` then has zero gradient (#534): the released
+  teacher learns from its supervised and UDA losses only. Here the teacher's MPL term uses
+  the argmax class instead, so the feedback still reaches it (a documented deviation).
+
 Other choices, each as the released code unless said otherwise:
 - Moving-average baseline: `b <- b + (1 - baseline_momentum) * (h_raw - b)`, then
   `h = h_raw - b` (with the *updated* b); `baseline_momentum=None` disables it.
@@ -53,10 +67,16 @@ Other choices, each as the released code unless said otherwise:
   (batch norm sees both), `L_after` from a training-mode pass on `x_l`; both are
   global-batch means under `tf.distribute` (the feedback is all-reduced, so every replica
   uses the same `h`).
-- Soft pseudo-labels (`hard_labels=False`) train the student on the teacher's
-  probabilities. The released code's MPL term for them has zero gradient (#534); here the
-  teacher's term then uses its argmax class (the label the soft target is centred on).
-  This is a deviation, documented rather than hidden.
+- The UDA term's confidence mask is the release's (`uda_mask_rule="mpl"`): the *sharpened*
+  weak-view probability `max softmax(z_weak / T) >= threshold` (`keras_cnn.ssl.uda`; the UDA
+  paper's own release thresholds the unsharpened one with `>`). Its weight ramps linearly
+  from 0 to `uda_weight` over `uda_ramp_steps` teacher steps (the release's `uda_steps`;
+  0: constant).
+- Weight decay: the release adds `weight_decay * w` to each network's gradient
+  (`common_utils.add_weight_decay`) *before* its `clip_by_global_norm(grad_bound)`; with
+  keras_cnn's coupled optimizers (`build_optimizer(weight_decay_mode="l2")`) it is added
+  after the clipping, which only differs when the bound is reached (the CIFAR recipe's
+  `grad_bound=1e9` never is).
 - Label smoothing applies to the teacher's supervised loss and the student's pseudo-label
   loss, not to the feedback losses.
 - Gradient clipping and EMA are the optimizers' own (`global_clipnorm`, `use_ema`), with
@@ -96,18 +116,23 @@ from keras_cnn.distribute.train_step import (
 )
 from keras_cnn.distribute.xla import UPSTREAM_ISSUE as XLA_UPSTREAM_ISSUE
 from keras_cnn.distribute.xla import needs_replica_xla
-from keras_cnn.ssl.uda import regularization_loss, uda_consistency_loss
-from keras_cnn.validation import check_positive_int, check_positive_number, check_rate
+from keras_cnn.ssl.uda import MASK_RULES, regularization_loss, uda_consistency_loss
+from keras_cnn.validation import check_choice, check_positive_int, check_positive_number, check_rate
 
 LOGGER = logging.getLogger("keras_cnn.ssl")
 
 __all__ = [
+    "PSEUDO_LABELS",
     "MetaPseudoLabels",
     "ReducedMetaPseudoLabels",
     "StudentWaitSchedule",
     "finetune_student",
     "reduced_teacher_head",
 ]
+
+
+# What the student fits (module docstring): the teacher's argmax, a sample from it, or its probabilities.
+PSEUDO_LABELS = ("argmax", "sample", "soft")
 
 
 def _check_model(argument, model):
@@ -118,11 +143,6 @@ def _check_model(argument, model):
 def _check_non_negative(argument, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
         raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
-
-
-def _check_bool(argument, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"`{argument}` must be a bool, received {argument}={value!r}")
 
 
 def _check_optional_unit(argument, value, *, upper_open=True):
@@ -223,10 +243,12 @@ class MetaPseudoLabels(keras.Model):
         uda_threshold: UDA confidence threshold in [0, 1], or `None`.
         label_smoothing: In [0, 1), on the teacher's supervised and the student's
             pseudo-label cross-entropies.
-        hard_labels: One-hot pseudo-labels (the paper at scale); `False`: the teacher's
-            probabilities.
-        sample_pseudo_labels: Draw hard labels from the teacher's distribution (the
-            estimator's assumption) instead of the argmax (released code, default).
+        pseudo_labels: One of `PSEUDO_LABELS`: `"sample"` (the paper's derivation, default),
+            `"argmax"` (MPL-pytorch) or `"soft"` (the released code); see the module docstring.
+        uda_mask_rule: The UDA confidence mask, `"mpl"` (the release: sharpened, `>=`) or
+            `"uda"` (`keras_cnn.ssl.uda.MASK_RULES`).
+        uda_ramp_steps: Teacher steps over which the UDA weight ramps from 0 to
+            `uda_weight` (the release's `uda_steps`; 0: constant weight).
         student_wait_steps: Steps (`>= 0`) during which the student is not trained.
         baseline_momentum: Momentum in [0, 1) of the feedback's moving-average baseline
             (0.99 as the released code), or `None` for no baseline.
@@ -235,8 +257,8 @@ class MetaPseudoLabels(keras.Model):
     """
 
     def __init__(self, teacher, student, *, uda_weight=1.0, uda_temperature=0.4, uda_threshold=0.8,
-                 label_smoothing=0.0, hard_labels=True, sample_pseudo_labels=False, student_wait_steps=0,
-                 baseline_momentum=0.99, seed=None, **kwargs):
+                 label_smoothing=0.0, pseudo_labels="sample", uda_mask_rule="mpl", uda_ramp_steps=0,
+                 student_wait_steps=0, baseline_momentum=0.99, seed=None, **kwargs):
         super().__init__(**kwargs)
         _check_model("teacher", teacher)
         _check_model("student", student)
@@ -244,8 +266,9 @@ class MetaPseudoLabels(keras.Model):
         check_positive_number("uda_temperature", uda_temperature)
         _check_optional_unit("uda_threshold", uda_threshold, upper_open=False)
         check_rate("label_smoothing", label_smoothing)
-        _check_bool("hard_labels", hard_labels)
-        _check_bool("sample_pseudo_labels", sample_pseudo_labels)
+        check_choice("pseudo_labels", pseudo_labels, PSEUDO_LABELS)
+        check_choice("uda_mask_rule", uda_mask_rule, MASK_RULES)
+        check_positive_int("uda_ramp_steps", uda_ramp_steps, minimum=0)
         check_positive_int("student_wait_steps", student_wait_steps, minimum=0)
         _check_optional_unit("baseline_momentum", baseline_momentum)
         t_classes, s_classes = teacher.outputs[0].shape[-1], student.outputs[0].shape[-1]
@@ -261,8 +284,9 @@ class MetaPseudoLabels(keras.Model):
         self.uda_temperature = uda_temperature
         self.uda_threshold = uda_threshold
         self.label_smoothing = float(label_smoothing)
-        self.hard_labels = hard_labels
-        self.sample_pseudo_labels = sample_pseudo_labels
+        self.pseudo_labels = pseudo_labels
+        self.uda_mask_rule = uda_mask_rule
+        self.uda_ramp_steps = int(uda_ramp_steps)
         self.student_wait_steps = int(student_wait_steps)
         self.baseline_momentum = baseline_momentum
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -392,13 +416,20 @@ class MetaPseudoLabels(keras.Model):
     def _pseudo_labels(self, logits_strong):
         """`(student_targets, teacher_action)`: what the student fits, what the teacher reinforces."""
         logits = tf.stop_gradient(tf.cast(logits_strong, "float32"))
-        if self.sample_pseudo_labels:
+        if self.pseudo_labels == "sample":
             classes = keras.random.categorical(logits, 1, seed=self.seed_generator)[:, 0]
         else:
             classes = tf.argmax(logits, axis=-1)
         action = tf.one_hot(classes, self.num_classes, dtype="float32")
-        targets = action if self.hard_labels else tf.nn.softmax(logits, axis=-1)
+        targets = tf.nn.softmax(logits, axis=-1) if self.pseudo_labels == "soft" else action
         return targets, action
+
+    def _uda_weight(self):
+        """The UDA weight of this step: `uda_weight`, ramped over `uda_ramp_steps` teacher steps."""
+        if not self.uda_ramp_steps:
+            return tf.constant(self.uda_weight, "float32")
+        progress = tf.cast(self.optimizer.iterations, "float32") / float(self.uda_ramp_steps)
+        return self.uda_weight * tf.minimum(1.0, progress)
 
     def _labeled_loss(self, y_l, logits):
         """Global-batch mean CE of the student on the labeled batch (same on every replica)."""
@@ -440,7 +471,8 @@ class MetaPseudoLabels(keras.Model):
             sup_loss = replica_loss(_cross_entropy(y_l, logits_l, self.label_smoothing))
             if logits_weak is not None and self.uda_weight > 0:
                 per_example_uda, mask = uda_consistency_loss(
-                    logits_weak, logits_strong, temperature=self.uda_temperature, threshold=self.uda_threshold)
+                    logits_weak, logits_strong, temperature=self.uda_temperature, threshold=self.uda_threshold,
+                    mask_rule=self.uda_mask_rule)
                 uda_loss = replica_loss(per_example_uda)
             else:
                 uda_loss, mask = tf.constant(0.0), tf.zeros([tf.shape(logits_strong)[0]])
@@ -449,7 +481,7 @@ class MetaPseudoLabels(keras.Model):
                 feedback, active, student_loss, logits_after = self._student_step(x_l, y_l, x_u, targets)
                 h, baseline = self._update_baseline(feedback, active)
                 h = tf.stop_gradient(h)
-            teacher_loss = (sup_loss + self.uda_weight * uda_loss + h * mpl_loss
+            teacher_loss = (sup_loss + self._uda_weight() * uda_loss + h * mpl_loss
                             + regularization_loss(self.teacher))
         variables = self.teacher_variables
         grads = clip_across_replicas(scaled_gradients(tape, teacher_loss, variables, self.optimizer), self.optimizer)

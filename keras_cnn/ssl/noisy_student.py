@@ -20,11 +20,23 @@ Scale note: the labeled and pseudo-labeled images are held in memory as NumPy ar
 digits / CIFAR / SVHN scale). For ImageNet + JFT-scale data, pseudo-label with
 `pseudo_label` to files and build the student's `tf.data` pipeline from them. The student
 trains on one shuffled mix of both sets with float labels (one-hot for labeled images) and
-`CategoricalCrossentropy(from_logits=True)`; the paper draws the two from separate streams
-with a larger unlabeled batch, which at equal example counts is the same loss in expectation.
-TensorFlow-specific (`tf.data` pipeline).
+`CategoricalCrossentropy(from_logits=True)`, and an epoch is one pass over that mix **as
+actually trained on** (labeled + the pseudo-labeled images left after filtering and class
+balancing): `compile_student(model, steps_per_epoch=...)` receives it to size the schedule.
+
+Deviations from the released code (google-research/noisystudent `main.py`): it draws labeled
+and unlabeled images from two streams (unlabeled batch = `unlabel_ratio` x labeled batch),
+counts epochs over the labeled set, and normalises the summed loss by the labeled batch, so
+its unlabeled term weighs `unlabel_ratio` times a labeled one; here one mixed stream weighs
+every image equally. Kept as the release: label smoothing (`label_smoothing`) applies to the
+one-hot labels (labeled images, hard pseudo-labels) and **not** to soft pseudo-labels (the
+release's soft-label loss is a plain cross-entropy), and every model sees the images at its
+own input size (`input_image_size` defaults to the model's resolution: a B1 student at 240
+px from a B0 teacher at 224): batches are resized to the model's input size when it differs
+from the arrays'. TensorFlow-specific (`tf.data` pipeline).
 """
 
+import functools
 import json
 import math
 import os
@@ -36,7 +48,7 @@ import tensorflow as tf
 
 from keras_cnn.data.augment import augment_layers
 from keras_cnn.ssl.pseudo_labels import PSEUDO_LABEL_MODES, balance_classes, pseudo_label
-from keras_cnn.validation import check_choice, check_positive_int
+from keras_cnn.validation import check_choice, check_positive_int, check_rate
 
 __all__ = ["DEFAULT_NOISE", "noisy_student", "round_dir", "steps_per_epoch"]
 
@@ -44,9 +56,9 @@ __all__ = ["DEFAULT_NOISE", "noisy_student", "round_dir", "steps_per_epoch"]
 # keras_cnn's 0-10 one), dropout 0.5 before the classifier and stochastic depth with survival
 # probability 0.8 at the last block (drop rate 0.2).
 # These are ImageNet settings: on small, low-resolution images check that the input noise keeps
-# the label. Keras' RandAugment rotates by up to M/10 x 360 degrees and translates / shears by up
-# to M/10 of the image with reflect fill; on 16 px digits (2, 9) left a 97 % model at 40 %
-# (`tools/ssl_digits.py` uses translation + dropout + stochastic depth there instead).
+# the label (keras_cnn's RandAugment has the reference ranges, at M = 9 rotations of +-27 degrees
+# and shifts of 0.4 of the side per op; `tools/ssl_benchmark.py --dataset digits` noises 16 px
+# digits with translation + dropout + stochastic depth instead).
 DEFAULT_NOISE = {"randaugment": (2, 9), "dropout": 0.5, "drop_path_rate": 0.2}
 # Keys of `noise` that act on the inputs (through `augment_layers`, or extra layers); every
 # other key is passed to `build_student`.
@@ -93,26 +105,47 @@ def steps_per_epoch(num_examples, batch_size):
     return max(1, math.ceil(num_examples / batch_size))
 
 
-def _student_dataset(x, y, *, batch_size, augment, seed):
+def _input_size(model):
+    """The model's static `(height, width)`, or `None` when it takes any size."""
+    shape = tuple(model.inputs[0].shape[1:3]) if getattr(model, "inputs", None) else (None, None)
+    return None if None in shape else tuple(int(v) for v in shape)
+
+
+def _resize_to(images, size):
+    """Batches resized (bilinear, antialiased when shrinking) to `size` unless already there."""
+    if size is None or tuple(images.shape[1:3]) == size:
+        return images
+    return tf.image.resize(tf.cast(images, "float32"), size, method="bilinear", antialias=True)
+
+
+def smooth_one_hot(labels, num_classes, label_smoothing):
+    """One-hot float32 labels smoothed as Keras' `label_smoothing` does: `y (1 - e) + e / K`."""
+    one_hot = np.eye(num_classes, dtype="float32")[np.asarray(labels).reshape(-1)]
+    return one_hot * (1.0 - label_smoothing) + label_smoothing / num_classes
+
+
+def _student_dataset(x, y, *, batch_size, augment, seed, image_size=None):
     """Endless shuffled, noised `(x, y)` batches, all of exactly `batch_size` examples.
 
     Reshuffled every pass and batched across pass boundaries with `drop_remainder`: batching
     each epoch on its own left a runt last batch (100 labeled digits at batch 32: 3 x 32 + 4),
     so a quarter of round 0's steps were 4-example steps whose batch-norm statistics and
     gradients are far noisier than the rest (measured: 87.0 % vs 90.2 % test accuracy on
-    few-label digits, `tools/ssl_digits.py`). `fit` runs `steps_per_epoch(len(x), batch_size)`
-    steps per epoch. The augmentation runs on training batches only.
+    few-label digits, `tools/ssl_benchmark.py --dataset digits`). `fit` runs `steps_per_epoch(len(x), batch_size)`
+    steps per epoch. Batches are resized to `image_size` (the student's input size) before
+    the augmentation, which runs on training batches only.
     """
     dataset = tf.data.Dataset.from_tensor_slices((x.astype("float32"), y.astype("float32")))
     dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True).repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True)
 
     def noised(images, labels):
+        images = _resize_to(images, image_size)
         for layer in augment:
             images = layer(images, training=True)
         return images, labels
 
-    if augment:
+    if augment or (image_size is not None and tuple(x.shape[1:3]) != image_size):
         dataset = dataset.map(noised, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
@@ -121,14 +154,15 @@ def _accuracy(model, validation_data, batch_size):
     if validation_data is None:
         return None
     x, y = _to_arrays(validation_data, with_labels=True)
-    correct = 0
+    correct, size = 0, _input_size(model)
     for start in range(0, len(x), batch_size):
-        logits = np.asarray(model.predict_on_batch(x[start:start + batch_size]))
+        logits = np.asarray(model.predict_on_batch(_resize_to(x[start:start + batch_size], size)))
         correct += int(np.sum(logits.argmax(-1) == y[start:start + batch_size].reshape(-1)))
     return correct / max(len(x), 1)
 
 
-def _default_compile(model):
+def _default_compile(model, steps_per_epoch=None):
+    del steps_per_epoch  # a constant learning rate
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
@@ -150,7 +184,7 @@ def _save_round(directory, model, metrics):
 def noisy_student(build_student, teacher, labeled, unlabeled, *, rounds, output_dir, epochs, batch_size,
                   mode="soft", threshold=None, balance=False, per_class=None, noise=None,
                   compile_student=None, validation_data=None, custom_objects=None, seed=0, verbose=1,
-                  teacher_noise="same"):
+                  teacher_noise="same", label_smoothing=0.0):
     """Runs (or resumes) the Noisy Student loop; returns one metrics dict per round.
 
     Args:
@@ -179,8 +213,11 @@ def noisy_student(build_student, teacher, labeled, unlabeled, *, rounds, output_
             `augment` (extra Keras preprocessing layers, applied after those), and model
             noise (any other key, passed to `build_student`). `None`: `DEFAULT_NOISE`; `{}`:
             no noise (plain self-training).
-        compile_student: `compile_student(model)` compiles a student for float (soft or
-            one-hot) labels and logits; default Adam(1e-3) with
+        compile_student: `compile_student(model, steps_per_epoch=n)` compiles a student for
+            float (soft or one-hot) labels and logits, `n` being the optimizer steps of one
+            epoch over the round's training set after filtering and balancing (size the
+            learning-rate schedule with it); its loss must not smooth labels (use
+            `label_smoothing` here). Default: Adam(1e-3) with
             `CategoricalCrossentropy(from_logits=True)`.
         validation_data: Optional `(x, y)` (or dataset) evaluated after each round
             (`accuracy` in the metrics).
@@ -190,7 +227,9 @@ def noisy_student(build_student, teacher, labeled, unlabeled, *, rounds, output_
         teacher_noise: Noise of round 0 (the teacher trained here when `teacher` is None), in
             the format of `noise`: `"same"` (default) uses `noise`; `{}` trains the teacher
             like a plain supervised model, which on small labeled sets gives a better first
-            teacher than the students' strong noise (`tools/ssl_digits.py`).
+            teacher than the students' strong noise (`tools/ssl_benchmark.py`).
+        label_smoothing: In [0, 1): smoothing of the one-hot targets (labeled images and hard
+            pseudo-labels), not of soft pseudo-labels (the release's).
 
     Returns:
         A list of dicts, one per round in order (round 0 first when it was trained here):
@@ -202,6 +241,7 @@ def noisy_student(build_student, teacher, labeled, unlabeled, *, rounds, output_
     check_choice("mode", mode, PSEUDO_LABEL_MODES)
     check_choice("verbose", verbose, (0, 1))
     check_positive_int("seed", seed, minimum=0)
+    check_rate("label_smoothing", label_smoothing)
     if teacher is not None and not isinstance(teacher, keras.Model):
         raise ValueError(f"`teacher` must be None or a keras.Model, received teacher={teacher!r}")
     if not callable(build_student):
@@ -236,26 +276,33 @@ def noisy_student(build_student, teacher, labeled, unlabeled, *, rounds, output_
         start = time.perf_counter()
         student = build_student(k, **(teacher_model_noise if k == 0 else model_noise))
         num_classes = int(student.output_shape[-1])
-        x_train, y_train, num_pseudo = x_l, np.eye(num_classes, dtype="float32")[y_l], 0
+        x_train, y_train, num_pseudo = x_l, smooth_one_hot(y_l, num_classes, label_smoothing), 0
         if teacher is not None:
             if x_u is None:
                 x_u = _to_arrays(unlabeled, with_labels=False)
-            # The teacher is not noised: inference mode on the clean images.
-            labels = pseudo_label(teacher, x_u, mode=mode, threshold=threshold, batch_size=batch_size,
+            # The teacher is not noised: inference mode on the clean images, at its input size.
+            teacher_inputs = x_u
+            teacher_size = _input_size(teacher)
+            if teacher_size is not None and tuple(x_u.shape[1:3]) != teacher_size:
+                teacher_inputs = tf.data.Dataset.from_tensor_slices(x_u).batch(batch_size).map(
+                    functools.partial(_resize_to, size=teacher_size))
+            labels = pseudo_label(teacher, teacher_inputs, mode=mode, threshold=threshold, batch_size=batch_size,
                                   verbose=verbose)
             indices = labels.indices
-            targets = labels.labels if mode == "soft" else np.eye(num_classes, dtype="float32")[labels.labels]
+            targets = (labels.labels if mode == "soft"
+                       else smooth_one_hot(labels.labels, num_classes, label_smoothing))
             if balance:
                 chosen = balance_classes(labels.labels, labels.confidence, per_class=per_class, seed=seed + k)
                 indices, targets = indices[chosen], targets[chosen]
             num_pseudo = len(indices)
             x_train = np.concatenate([x_l, x_u[indices]]) if num_pseudo else x_l
             y_train = np.concatenate([y_train, targets.astype("float32")]) if num_pseudo else y_train
-        compile_student(student)
+        round_steps = steps_per_epoch(len(x_train), batch_size)
+        compile_student(student, steps_per_epoch=round_steps)
         round_augment = teacher_augment if k == 0 else augment
         history = student.fit(_student_dataset(x_train, y_train, batch_size=batch_size, augment=round_augment,
-                                               seed=seed + k),
-                              epochs=epoch_list[k], steps_per_epoch=steps_per_epoch(len(x_train), batch_size),
+                                               seed=seed + k, image_size=_input_size(student)),
+                              epochs=epoch_list[k], steps_per_epoch=round_steps,
                               verbose=verbose, shuffle=False)  # the dataset shuffles itself
         metrics = {
             "round": k,
@@ -263,6 +310,8 @@ def noisy_student(build_student, teacher, labeled, unlabeled, *, rounds, output_
             "num_labeled": len(x_l),
             "num_pseudo_labeled": num_pseudo,
             "epochs": epoch_list[k],
+            "steps_per_epoch": round_steps,
+            "image_size": list(_input_size(student) or ()) or None,
             "mode": mode,
             "history": {name: [float(v) for v in values] for name, values in history.history.items()},
             "seconds": time.perf_counter() - start,

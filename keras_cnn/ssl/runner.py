@@ -48,7 +48,7 @@ from keras_cnn.distribute import checkpoint as ckpt
 from keras_cnn.distribute.precision import set_precision
 from keras_cnn.distribute.xla import choose_jit_compile
 from keras_cnn.registry import create_model
-from keras_cnn.ssl.mpl import MetaPseudoLabels, finetune_student
+from keras_cnn.ssl.mpl import PSEUDO_LABELS, MetaPseudoLabels, finetune_student
 from keras_cnn.ssl.noisy_student import noisy_student, round_dir
 from keras_cnn.ssl.pseudo_labels import PSEUDO_LABEL_MODES
 from keras_cnn.training.callbacks import NonFiniteGuard, TrainingDiverged
@@ -99,7 +99,7 @@ def _check_split(cfg, *, required):
     if cfg["ssl_split"] is None:
         if required:
             raise ValueError(
-                f"method {cfg['method']!r} needs `ssl_split` (one of {sorted(data.SSL_SPLITS)} or 'digits_<N>'), "
+                f"method {cfg['method']!r} needs `ssl_split` (one of {sorted(data.SSL_SPLITS)}, 'digits_<N>' or 'fashion_mnist_<N>'), "
                 "received ssl_split=None")
         return None
     split = data.get_ssl_split(cfg["ssl_split"])
@@ -133,8 +133,8 @@ def _scaled(cfg, learning_rate):
 
 def _optimizer(cfg, schedule, model, *, ema):
     return build_optimizer(
-        cfg["optimizer"], schedule, weight_decay=cfg["weight_decay"], no_bias_decay=cfg["no_bias_decay"],
-        model=model, momentum=cfg["momentum"], nesterov=cfg["nesterov"], rho=cfg["rho"], epsilon=cfg["epsilon"],
+        cfg["optimizer"], schedule, weight_decay=cfg["weight_decay"], weight_decay_mode=cfg["weight_decay_mode"],
+        no_bias_decay=cfg["no_bias_decay"], model=model, momentum=cfg["momentum"], nesterov=cfg["nesterov"], rho=cfg["rho"], epsilon=cfg["epsilon"],
         ema=ema, clipnorm=cfg["clipnorm"], global_clipnorm=cfg.get("global_clipnorm"),
     )
 
@@ -214,12 +214,12 @@ def _check_mpl(cfg):
     check_positive_int("mu", cfg["mu"])
     check_positive_number("teacher_learning_rate", cfg["teacher_learning_rate"])
     check_positive_number("finetune_learning_rate", cfg["finetune_learning_rate"])
-    for key in ("teacher_warmup_epochs", "student_wait_epochs", "warmup_epochs", "uda_weight"):
+    for key in ("teacher_warmup_epochs", "student_wait_epochs", "warmup_epochs", "uda_weight", "uda_ramp_epochs"):
         _check_non_negative(key, cfg[key])
     check_positive_int("finetune_steps", cfg["finetune_steps"], minimum=0)
     if cfg["finetune_batch_size"] is not None:
         check_positive_int("finetune_batch_size", cfg["finetune_batch_size"])
-    _check_bool("hard_pseudo_labels", cfg["hard_pseudo_labels"])
+    check_choice("pseudo_labels", cfg["pseudo_labels"], PSEUDO_LABELS)
 
 
 def _mpl_pipelines(cfg, info, image_size, labeled, unlabeled, seed):
@@ -293,7 +293,8 @@ def _train_mpl(cfg, paths, strategy, data_dir, verbose):
             mpl = MetaPseudoLabels(
                 teacher, student, uda_weight=cfg["uda_weight"], uda_temperature=cfg["uda_temperature"],
                 uda_threshold=cfg["uda_threshold"], label_smoothing=cfg["label_smoothing"],
-                hard_labels=cfg["hard_pseudo_labels"], student_wait_steps=wait_steps,
+                pseudo_labels=cfg["pseudo_labels"], student_wait_steps=wait_steps,
+                uda_ramp_steps=_steps(cfg["uda_ramp_epochs"], steps_per_epoch),
                 baseline_momentum=cfg["feedback_baseline_momentum"], seed=cfg["seed"])
             metrics = ["accuracy"]
             if info.num_classes >= 100:
@@ -385,6 +386,13 @@ def _check_noisy_student(cfg):
         raise ValueError(
             f"`student_models` must be None or {cfg['rounds']} model names (one per round), received "
             f"student_models={models!r}")
+    sizes = cfg["student_image_sizes"]
+    if sizes is not None:
+        if not isinstance(sizes, (list, tuple)) or len(sizes) != cfg["rounds"]:
+            raise ValueError(f"`student_image_sizes` must be None or {cfg['rounds']} sizes (one per round), received "
+                             f"student_image_sizes={sizes!r}")
+        for size in sizes:
+            check_positive_int("student_image_sizes", size, minimum=8)
     if not isinstance(cfg["unlabeled"], str) or not cfg["unlabeled"]:
         raise ValueError(f"`unlabeled` must be 'train_images', 'tfds:NAME[:SPLIT]' or a directory, received "
                          f"unlabeled={cfg['unlabeled']!r}")
@@ -419,10 +427,19 @@ def _unlabeled_images(cfg, default, image_size, data_dir):
         f"unlabeled={source!r}")
 
 
+def _round_sizes(cfg, image_size):
+    """Input size of each round 0..rounds: the teacher's `image_size`, then `student_image_sizes`."""
+    return [image_size] + list(cfg["student_image_sizes"] or [image_size] * cfg["rounds"])
+
+
 def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
     _check_noisy_student(cfg)
     info = data.get_dataset_info(cfg["dataset"])
     image_size = cfg["image_size"] or info.image_size
+    round_sizes = _round_sizes(cfg, image_size)
+    # Images are held once, at the largest size any round uses; noisy_student resizes batches to
+    # each model's input size (downsampling, never upsampling stored pixels).
+    hold_size = max(round_sizes)
     precision = set_precision(strategy, cfg["precision"])
     if cfg["ssl_split"] is not None:
         labeled, default_unlabeled, info = data.ssl_datasets(cfg["ssl_split"], seed=cfg["seed"], data_dir=data_dir,
@@ -433,7 +450,7 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
         default_unlabeled = labeled.map(lambda image, label: image)
     unlabeled, num_unlabeled = _unlabeled_images(cfg, default_unlabeled, image_size, data_dir)
     eval_source = data.load(info.name, cfg["eval_split"], data_dir=data_dir, download=cfg["download"])
-    eval_ds = eval_pipeline(cfg, info, image_size, eval_source)
+    eval_ds = eval_pipeline(cfg, info, round_sizes[-1], eval_source)
 
     num_labeled = int(labeled.cardinality())
     if num_labeled < 0:  # a filtered split: its size from the split's definition
@@ -444,11 +461,11 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
     if num_unlabeled < 0:
         num_unlabeled = info.train_examples
     # noisy_student keeps float32 images: the labeled + unlabeled arrays and the student's mix.
-    needed_gb = 2 * (num_labeled + num_unlabeled) * image_size * image_size * 3 * 4 / 2**30
+    needed_gb = 2 * (num_labeled + num_unlabeled) * hold_size * hold_size * 3 * 4 / 2**30
     if needed_gb > cfg["max_in_memory_gb"]:
         raise ValueError(
             f"Noisy Student holds its images in memory (keras_cnn.ssl.noisy_student): {num_labeled} labeled + "
-            f"{num_unlabeled} unlabeled images at {image_size} px need about {needed_gb:.0f} GiB, over "
+            f"{num_unlabeled} unlabeled images at {hold_size} px need about {needed_gb:.0f} GiB, over "
             f"max_in_memory_gb={cfg['max_in_memory_gb']!r}. Raise it (--set max_in_memory_gb=...), or use a "
             "smaller unlabeled set or image_size")
 
@@ -456,11 +473,10 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
 
     def prepared(image):
         # The teacher labels clean images: the evaluation preprocessing (resize / center crop).
-        return data.preprocess_eval(image, size=image_size, kind=kind, crop_fraction=cfg["crop_fraction"])
+        return data.preprocess_eval(image, size=hold_size, kind=kind, crop_fraction=cfg["crop_fraction"])
 
     labeled_images = labeled.map(lambda image, label: (prepared(image), label), num_parallel_calls=tf.data.AUTOTUNE)
     unlabeled_images = unlabeled.map(prepared, num_parallel_calls=tf.data.AUTOTUNE)
-    input_shape = (image_size, image_size, 3)
     teacher_name, teacher_args = _teacher_spec(cfg)
     teacher = None
     if cfg["teacher_weights"] is not None:
@@ -468,26 +484,25 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
             teacher = load_teacher({**cfg, "teacher": teacher_name, "teacher_args": teacher_args},
                                    info.num_classes, image_size)
     rounds_dir = os.path.join(paths.root, _ROUNDS_DIR)
-    current = {}
 
     def build_student(k, **model_noise):
-        current["round"] = k
         if k == 0:
             name, args = teacher_name, teacher_args
         else:
             name = cfg["student_models"][k - 1] if cfg["student_models"] else cfg["model"]
             args = cfg["model_args"]
-        return create_model(name, classes=info.num_classes, input_shape=input_shape, classifier_activation=None,
+        size = round_sizes[k]
+        return create_model(name, classes=info.num_classes, input_shape=(size, size, 3), classifier_activation=None,
                             **{**args, **model_noise})
 
-    def compile_student(model):
-        k = current["round"]
-        examples = num_labeled if k == 0 else num_labeled + num_unlabeled
-        steps_per_epoch = max(1, math.ceil(examples / cfg["batch_size"]))
+    def compile_student(model, steps_per_epoch):
+        # `steps_per_epoch` counts the round's training set after filtering and balancing.
         schedule = build_schedule(cfg["schedule"], _scaled(cfg, cfg["learning_rate"]), steps_per_epoch=steps_per_epoch,
                                   epochs=cfg["epochs"], warmup_epochs=cfg["warmup_epochs"], **cfg["schedule_args"])
+        # No label smoothing in the loss: noisy_student smooths the one-hot targets only (the
+        # released code leaves soft pseudo-labels unsmoothed).
         model.compile(optimizer=_optimizer(cfg, schedule, model, ema=cfg["ema"]),
-                      loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg["label_smoothing"]),
+                      loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       jit_compile=_jit(cfg, model, strategy))
 
@@ -499,7 +514,8 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
             build_student, teacher, labeled_images, unlabeled_images, rounds=cfg["rounds"], output_dir=rounds_dir,
             epochs=cfg["epochs"], batch_size=cfg["batch_size"], mode=cfg["pseudo_label_mode"],
             threshold=cfg["pseudo_label_threshold"], balance=cfg["balance_classes"], per_class=cfg["per_class"],
-            noise=noise, compile_student=compile_student, seed=cfg["seed"], verbose=0 if verbose == 0 else 1)
+            noise=noise, compile_student=compile_student, seed=cfg["seed"], verbose=0 if verbose == 0 else 1,
+            label_smoothing=cfg["label_smoothing"])
     train_seconds = time.time() - start
     for record in rounds:
         losses = record.get("history", {}).get("loss", [])
@@ -521,11 +537,12 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
         "test_accuracy": float(scores["accuracy"]),
         "test_loss": float(scores["loss"]),
         **{k: v for k, v in _score_fields(scores).items() if k not in ("test_accuracy", "test_loss")},
-        "rounds": [{k: r.get(k) for k in ("round", "num_labeled", "num_pseudo_labeled", "epochs", "resumed")}
+        "rounds": [{k: r.get(k) for k in ("round", "num_labeled", "num_pseudo_labeled", "epochs", "steps_per_epoch",
+                                          "image_size", "resumed")}
                    for r in rounds],
         "resumed_rounds": sum(bool(r.get("resumed")) for r in rounds),
         "epochs": cfg["epochs"],
-        "image_size": image_size,
+        "image_size": round_sizes[-1],
         "batch_size": cfg["batch_size"],
         "precision": precision,
         "replicas": strategy.num_replicas_in_sync,

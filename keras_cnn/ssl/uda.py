@@ -7,7 +7,12 @@ constant, and its prediction on a strongly augmented (RandAugment) view:
 
     KL( softmax(stop_gradient(z_weak) / T)  ||  softmax(z_strong) )
 
-counted only where the weak prediction is confident (`max softmax(z_weak) > threshold`).
+counted only where the weak prediction is confident. Two released confidence masks exist
+(`MASK_RULES`): the UDA release (google-research/uda, `image/main.py`) keeps an example where
+the *unsharpened* `max softmax(z_weak) > threshold`; the Meta Pseudo Labels release
+(google-research/google-research `meta_pseudo_labels/training_utils.py`, and MPL-pytorch)
+where the *sharpened* `max softmax(z_weak / T) >= threshold`, which keeps more examples at
+T < 1.
 Training-signal annealing (TSA, §3.3 of the paper) drops the labeled examples the model
 already predicts with a correct-class probability above `eta_t`, which grows from `1/K` to 1
 over training, so the few labels are not overfitted before the unlabeled signal catches up.
@@ -36,10 +41,13 @@ from keras_cnn.distribute.train_step import (
 )
 from keras_cnn.validation import check_choice, check_positive_int, check_positive_number
 
-__all__ = ["TSA_SCHEDULES", "UDA", "SemiSupervisedWrapper", "per_example_cross_entropy", "regularization_loss",
+__all__ = ["MASK_RULES", "TSA_SCHEDULES", "UDA", "SemiSupervisedWrapper", "per_example_cross_entropy", "regularization_loss",
            "tsa_mask", "tsa_threshold", "uda_consistency_loss"]
 
 TSA_SCHEDULES = ("linear", "log", "exp")
+# "uda": unsharpened probability > threshold (the UDA release); "mpl": sharpened probability
+# >= threshold (the Meta Pseudo Labels release).
+MASK_RULES = ("uda", "mpl")
 # The released UDA code's scale for the "log" and "exp" schedules: alpha_t spans
 # [0, 1 - e^-5] and [e^-5, 1] respectively.
 _TSA_SCALE = 5.0
@@ -57,7 +65,8 @@ def _check_weight(argument, value):
         raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
 
 
-def uda_consistency_loss(logits_weak, logits_strong, *, temperature=0.4, threshold=0.8, sample_weight=None):
+def uda_consistency_loss(logits_weak, logits_strong, *, temperature=0.4, threshold=0.8, mask_rule="uda",
+                         sample_weight=None):
     """Per-example UDA consistency loss and its confidence mask.
 
     The target is the sharpened weak-view prediction `softmax(z_weak / temperature)` under
@@ -68,9 +77,12 @@ def uda_consistency_loss(logits_weak, logits_strong, *, temperature=0.4, thresho
         logits_weak: Logits `[B, K]` on the weakly augmented (or clean) view.
         logits_strong: Logits `[B, K]` on the strongly augmented view of the same images.
         temperature: Sharpening temperature (`> 0`; the paper's 0.4; 1 is no sharpening).
-        threshold: Confidence threshold in [0, 1]: an example counts only where the
-            *unsharpened* weak prediction's largest probability is strictly greater (the
-            released code's `tf.greater`). `None` keeps every example.
+        threshold: Confidence threshold in [0, 1] (see `mask_rule`). `None` keeps every
+            example.
+        mask_rule: `"uda"`: an example counts where the *unsharpened* weak prediction's
+            largest probability is strictly greater than `threshold` (the UDA release's
+            `tf.greater`); `"mpl"`: where the *sharpened* one is `>= threshold` (the Meta
+            Pseudo Labels release's `tf.greater_equal` on `softmax(z / T)`).
         sample_weight: Optional weights `[B]` multiplying the loss.
 
     Returns:
@@ -81,6 +93,7 @@ def uda_consistency_loss(logits_weak, logits_strong, *, temperature=0.4, thresho
     """
     check_positive_number("temperature", temperature)
     _check_threshold("threshold", threshold)
+    check_choice("mask_rule", mask_rule, MASK_RULES)
     weak = ops.stop_gradient(ops.cast(logits_weak, "float32"))
     strong = ops.cast(logits_strong, "float32")
     sharpened = weak / temperature
@@ -88,9 +101,11 @@ def uda_consistency_loss(logits_weak, logits_strong, *, temperature=0.4, thresho
     per_example = ops.sum(target * (ops.log_softmax(sharpened, axis=-1) - ops.log_softmax(strong, axis=-1)), axis=-1)
     if threshold is None:
         mask = ops.ones_like(per_example)
-    else:
+    elif mask_rule == "uda":
         confidence = ops.max(ops.softmax(weak, axis=-1), axis=-1)
         mask = ops.cast(ops.greater(confidence, threshold), "float32")
+    else:
+        mask = ops.cast(ops.greater_equal(ops.max(target, axis=-1), threshold), "float32")
     per_example = per_example * mask
     if sample_weight is not None:
         per_example = per_example * ops.cast(sample_weight, "float32")
@@ -256,6 +271,8 @@ class UDA(SemiSupervisedWrapper):
         unsup_weight: `lambda_u`, weight of the consistency loss (`>= 0`; paper: 1).
         temperature: Sharpening temperature of the target (paper: 0.4).
         threshold: Confidence threshold of the consistency mask (paper: 0.8), or `None`.
+        mask_rule: Which released mask (`MASK_RULES`; `"uda"`, this paper's release, by
+            default); see `uda_consistency_loss`.
         tsa: `None` (no annealing) or a schedule of `TSA_SCHEDULES`.
         total_steps: Steps over which TSA anneals; required with `tsa`.
         **kwargs: Passed to `keras.Model` (`name`).
@@ -263,12 +280,14 @@ class UDA(SemiSupervisedWrapper):
 
     TRAIN_METRICS = ("sup_loss", "unsup_loss", "mask_rate", "tsa_rate")
 
-    def __init__(self, model, *, unsup_weight=1.0, temperature=0.4, threshold=0.8, tsa=None,
+    def __init__(self, model, *, unsup_weight=1.0, temperature=0.4, threshold=0.8, mask_rule="uda", tsa=None,
                  total_steps=None, **kwargs):
         super().__init__(model, **kwargs)
         _check_weight("unsup_weight", unsup_weight)
         check_positive_number("temperature", temperature)
         _check_threshold("threshold", threshold)
+        check_choice("mask_rule", mask_rule, MASK_RULES)
+        self.mask_rule = mask_rule
         if tsa is not None:
             check_choice("tsa", tsa, TSA_SCHEDULES)
             check_positive_int("total_steps", total_steps)
@@ -296,7 +315,8 @@ class UDA(SemiSupervisedWrapper):
         kept = all_reduce(tf.reduce_sum(keep))
         sup = tf.reduce_sum(per_example_ce * keep) / tf.maximum(kept, 1.0)
         per_example_kl, mask = uda_consistency_loss(
-            logits_weak, logits_strong, temperature=self.temperature, threshold=self.threshold)
+            logits_weak, logits_strong, temperature=self.temperature, threshold=self.threshold,
+            mask_rule=self.mask_rule)
         unsup = replica_loss(per_example_kl)
         total = sup + self.unsup_weight * unsup
         return total, sup, unsup, mask, keep
