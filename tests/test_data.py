@@ -1,11 +1,13 @@
 """keras_cnn.data: datasets (tfds mock and embedded digits), preprocessing, pipelines, SSL splits."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_cnn import data
+from keras_cnn.data.randaugment import RandAugment
 
 TFDS_ROWS = [name for name, row in data.DATASETS.items() if row.tfds_name]
 
@@ -31,7 +33,7 @@ def _batches(dataset, n=None):
 
 
 def test_table_rows_are_consistent():
-    assert set(data.DATASETS) == {"digits", "cifar10", "cifar100", "svhn", "imagenet", "imagenette"}
+    assert set(data.DATASETS) == {"digits", "fashion_mnist", "cifar10", "cifar100", "svhn", "imagenet", "imagenette"}
     for name, row in data.DATASETS.items():
         assert row.name == name and row.preprocessing in ("cifar", "imagenet", "none")
         assert row.train_examples > row.eval_examples > 0
@@ -304,7 +306,9 @@ def test_mixing_needs_one_hot(digits):
 def test_augment_layers_keep_dtype_and_range(digits):
     layers = data.augment_layers(randaugment=(2, 9), random_erasing=1.0, seed=0)
     assert [type(layer).__name__ for layer in layers] == ["RandAugment", "RandomErasing"]
-    assert layers[0].num_ops == 2 and layers[0].factor[1] == pytest.approx(0.9)
+    # keras_cnn's reference-code RandAugment, not Keras' layer of the same name.
+    assert type(layers[0]) is RandAugment and not isinstance(layers[0], keras.layers.RandAugment)
+    assert layers[0].num_ops == 2 and layers[0].magnitude == 9 and layers[0].ops is None
     assert layers[1].factor[1] == pytest.approx(1.0)
     plain, augmented = (_batches(_pipeline(digits, seed=0, deterministic=True, augment=a), 1)[0][0]
                         for a in (None, layers))
@@ -312,6 +316,22 @@ def test_augment_layers_keep_dtype_and_range(digits):
     assert not np.array_equal(plain, augmented)
     with pytest.raises(ValueError, match="randaugment=\\(2, 30\\)"):
         data.augment_layers(randaugment=(2, 30))
+
+
+def test_augment_layers_bag_of_tricks_colour(digits):
+    # Bag of Tricks §2.1 order: colour jitter, then PCA lighting (then RandAugment, erasing).
+    layers = data.augment_layers(color_jitter=0.4, pca_lighting=0.1, randaugment=(1, 5), seed=3)
+    assert [type(layer).__name__ for layer in layers] == ["ColorJitter", "PCALighting", "RandAugment"]
+    jitter, lighting = layers[0], layers[1]
+    assert (jitter.brightness, jitter.contrast, jitter.saturation) == (0.4, 0.4, 0.4)
+    assert lighting.alphastd == pytest.approx(0.1)
+    images = _batches(_pipeline(digits, seed=0, deterministic=True, augment=layers[:2]), 1)[0][0]
+    plain = _batches(_pipeline(digits, seed=0, deterministic=True), 1)[0][0]
+    assert images.min() >= 0 and images.max() <= 255 and not np.array_equal(images, plain)
+    assert data.augment_layers(color_jitter=0.0, pca_lighting=0.0) == []
+    for bad, match in (({"color_jitter": 1.5}, "color_jitter=1.5"), ({"pca_lighting": -0.1}, "pca_lighting=-0.1")):
+        with pytest.raises(ValueError, match=match):
+            data.augment_layers(**bad)
 
 
 def test_keras_cv_layers_plug_into_augment(digits):

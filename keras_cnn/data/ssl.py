@@ -2,9 +2,10 @@
 
 The named splits are the benchmarks of the semi-supervised papers (MixMatch, UDA, FixMatch,
 Meta Pseudo Labels): CIFAR-10-4K (400 labels per class), SVHN-1K (100 per class) and
-ImageNet-10% (10% of each class's training images, ~128 per class). `ssl_datasets` returns the
-labeled subset and the unlabeled stream. Following UDA and MPL, the unlabeled stream is *all*
-training images (the labeled ones included) with their labels dropped.
+ImageNet-10% (10% of each class's training images, ~128 per class). The offline datasets have
+`"digits_<N>"` and `"fashion_mnist_<N>"`: N labels in total, N / 10 per class. `ssl_datasets`
+returns the labeled subset and the unlabeled stream. Following UDA and MPL, the unlabeled stream
+is *all* training images (the labeled ones included) with their labels dropped.
 """
 
 import dataclasses
@@ -14,8 +15,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn.data.digits import load_digits
-from keras_cnn.data.tfds import get_dataset_info, load, train_labels
+from keras_cnn.data.tfds import DATASETS, get_dataset_info, load, local_arrays, train_labels
 from keras_cnn.validation import check_positive_int
 
 __all__ = ["SSL_SPLITS", "SSLSplit", "get_ssl_split", "labeled_indices", "ssl_datasets"]
@@ -47,8 +47,11 @@ SSL_SPLITS = {
         SSLSplit("imagenet_10pct", "imagenet", 0.1, "UDA / MPL / SimCLR: 10% of the labels of each class"),
     )
 }
-# "digits_<N>": N labels in total (N / 10 per class), the embedded-data stand-in of the above.
-_DIGITS_SPLIT = re.compile(r"^digits_(\d+)$")
+# "<dataset>_<N>" for the in-memory rows ("digits_100", "fashion_mnist_1000"): N labels in total,
+# N / num_classes per class; the offline stand-ins of the above.
+_LOCAL_DATASETS = tuple(name for name, row in DATASETS.items() if row.local_loader is not None)
+_TOTAL_SPLIT = re.compile(rf"^({'|'.join(map(re.escape, _LOCAL_DATASETS))})_(\d+)$")
+_TOTAL_SPLIT_NAMES = " or ".join(f"'{name}_<N>'" for name in _LOCAL_DATASETS)
 
 
 def _check_per_class(per_class):
@@ -95,15 +98,21 @@ def labeled_indices(labels, per_class, *, seed=0):
 
 
 def get_ssl_split(name):
-    """The `SSLSplit` named `name` (a key of `SSL_SPLITS` or `"digits_<N>"`, N labels in total)."""
-    match = _DIGITS_SPLIT.match(name) if isinstance(name, str) else None
+    """The `SSLSplit` named `name`: a key of `SSL_SPLITS`, or `"digits_<N>"` /
+    `"fashion_mnist_<N>"` (N labels in total, N / 10 per class)."""
+    match = _TOTAL_SPLIT.match(name) if isinstance(name, str) else None
     if match:
-        total, classes = int(match.group(1)), get_dataset_info("digits").num_classes
+        dataset, total = match.group(1), int(match.group(2))
+        classes = get_dataset_info(dataset).num_classes
         if total < classes or total % classes:
-            raise ValueError(f"`name` digits_<N> needs N a positive multiple of {classes}, received name={name!r}")
-        return SSLSplit(name, "digits", total // classes, "embedded digits")
+            raise ValueError(
+                f"`name` {dataset}_<N> needs N a positive multiple of {classes}, received name={name!r}")
+        per_class = total // classes
+        reference = "embedded digits" if dataset == "digits" else f"{dataset}: {total} labels, {per_class} per class"
+        return SSLSplit(name, dataset, per_class, reference)
     if not isinstance(name, str) or name not in SSL_SPLITS:
-        raise ValueError(f"`name` must be one of {sorted(SSL_SPLITS)} or 'digits_<N>', received name={name!r}")
+        raise ValueError(
+            f"`name` must be one of {sorted(SSL_SPLITS)} or {_TOTAL_SPLIT_NAMES}, received name={name!r}")
     return SSL_SPLITS[name]
 
 
@@ -111,10 +120,10 @@ def ssl_datasets(name_or_split, *, seed=0, data_dir=None, per_class=None, downlo
     """The labeled subset and the unlabeled stream of a semi-supervised split.
 
     Args:
-        name_or_split: A key of `SSL_SPLITS`, `"digits_<N>"`, or a `DATASETS` name (then
-            `per_class` is required).
+        name_or_split: A key of `SSL_SPLITS`, `"digits_<N>"`, `"fashion_mnist_<N>"`, or a
+            `DATASETS` name (then `per_class` is required).
         seed: Seed of the labeled subset (`labeled_indices`).
-        data_dir: tfds data directory (as for `load`).
+        data_dir: tfds data directory, or Fashion-MNIST's directory (as for `load`).
         per_class: Labels per class (or fraction), overriding the named split's.
         download: As for `load`.
 
@@ -124,7 +133,7 @@ def ssl_datasets(name_or_split, *, seed=0, data_dir=None, per_class=None, downlo
         (labels dropped: the UDA / MPL convention), and the dataset's `DatasetInfo`. Feed them
         to `make_pipeline`.
     """
-    if isinstance(name_or_split, str) and (name_or_split in SSL_SPLITS or _DIGITS_SPLIT.match(name_or_split)):
+    if isinstance(name_or_split, str) and (name_or_split in SSL_SPLITS or _TOTAL_SPLIT.match(name_or_split)):
         split = get_ssl_split(name_or_split)
         dataset_name, per_class = split.dataset, split.per_class if per_class is None else per_class
     else:
@@ -136,8 +145,9 @@ def ssl_datasets(name_or_split, *, seed=0, data_dir=None, per_class=None, downlo
         dataset_name = name_or_split
     info = get_dataset_info(dataset_name)
 
-    if info.tfds_name is None:
-        (images, labels), _ = load_digits(info.image_size)
+    if info.local_loader is not None:
+        # The arrays are in memory: index them instead of filtering a tf.data stream.
+        (images, labels), _ = local_arrays(dataset_name, data_dir=data_dir)
         indices = labeled_indices(labels, per_class, seed=seed)
         labeled = tf.data.Dataset.from_tensor_slices((images[indices], labels[indices]))
         return labeled, tf.data.Dataset.from_tensor_slices(images), info

@@ -1,11 +1,11 @@
-"""The dataset table and the loaders: TensorFlow Datasets rows and the embedded digits.
+"""The dataset table and the loaders: TensorFlow Datasets rows and the in-memory rows.
 
 `DATASETS` is row-oriented: one `DatasetInfo` per dataset keras_cnn trains on, with its tfds
-name, classes, training resolution, the preprocessing of its papers and its splits. `load(name,
-split)` returns a `tf.data.Dataset` of `(uint8 image HxWx3, int32 label)` for any row. A tfds
-dataset that is not on disk (and may not or cannot be downloaded) raises one
-`DatasetUnavailableError` that says what was searched and how to get the data, not a tfds
-traceback.
+name (or the in-memory loader that serves it: the embedded digits, Fashion-MNIST's local files),
+classes, training resolution, the preprocessing of its papers and its splits. `load(name, split)`
+returns a `tf.data.Dataset` of `(uint8 image HxWx3, int32 label)` for any row. A dataset that
+is not on disk (and may not or cannot be downloaded) raises one `DatasetUnavailableError` that
+says what was searched and how to get the data, not a tfds traceback.
 """
 
 import dataclasses
@@ -17,7 +17,16 @@ import tensorflow as tf
 
 from keras_cnn.data.digits import load_digits
 
-__all__ = ["DATASETS", "DatasetInfo", "DatasetUnavailableError", "get_dataset_info", "load", "train_labels"]
+__all__ = [
+    "DATASETS",
+    "LOCAL_LOADERS",
+    "DatasetInfo",
+    "DatasetUnavailableError",
+    "get_dataset_info",
+    "load",
+    "local_arrays",
+    "train_labels",
+]
 
 PREPROCESSING_KINDS = ("cifar", "imagenet", "none")
 
@@ -32,7 +41,8 @@ class DatasetInfo:
 
     Attributes:
         name: keras_cnn's name (`"cifar10"`, `"imagenet"`, ...).
-        tfds_name: The TensorFlow Datasets name (with config), `None` for the embedded digits.
+        tfds_name: The TensorFlow Datasets name (with config), `None` for a row served from
+            memory by `local_loader`.
         num_classes: Number of classes.
         image_size: Training resolution (native for the 32 px sets, 224 for ImageNet-like).
         preprocessing: `"cifar"` (pad-4 crop + flip), `"imagenet"` (Inception crop + flip;
@@ -42,6 +52,8 @@ class DatasetInfo:
         train_examples: Examples in `train_split`.
         eval_examples: Examples in `eval_split`.
         manual_download: How to get the data when tfds cannot download it (ImageNet), else `""`.
+        local_loader: For rows without `tfds_name`, the key of `LOCAL_LOADERS` that returns the
+            whole dataset as numpy arrays (`"digits"`, `"fashion_mnist"`), else `None`.
     """
 
     name: str
@@ -54,7 +66,40 @@ class DatasetInfo:
     train_examples: int
     eval_examples: int
     manual_download: str = ""
+    local_loader: str | None = None
 
+    def __post_init__(self):
+        # Exactly one source: a tfds name or an in-memory loader.
+        if (self.tfds_name is None) == (self.local_loader is None):
+            raise ValueError(
+                f"DatasetInfo {self.name!r} needs exactly one of `tfds_name` and `local_loader`, received "
+                f"tfds_name={self.tfds_name!r}, local_loader={self.local_loader!r}")
+        if self.local_loader is not None and self.local_loader not in LOCAL_LOADERS:
+            raise ValueError(
+                f"`local_loader` must be one of {sorted(LOCAL_LOADERS)}, received local_loader={self.local_loader!r}")
+
+
+def _digits_arrays(info, *, data_dir, image_size):
+    # Embedded in scikit-learn: no directory; served at `image_size` (upscaled from 8x8).
+    del data_dir
+    return load_digits(image_size or info.image_size)
+
+
+def _fashion_mnist_arrays(info, *, data_dir, image_size):
+    # Imported here: fashion_mnist imports this module's DatasetUnavailableError. Served at
+    # the native 28 px whatever `image_size` (the pipelines resize).
+    from keras_cnn.data.fashion_mnist import load_fashion_mnist
+
+    del info, image_size
+    return load_fashion_mnist(data_dir)
+
+
+# In-memory rows: `loader(info, *, data_dir, image_size)` returns the whole dataset as
+# `((x_train, y_train), (x_test, y_test))`, uint8 `[n, H, W, 3]` and int32 `[n]` numpy arrays.
+LOCAL_LOADERS = {
+    "digits": _digits_arrays,
+    "fashion_mnist": _fashion_mnist_arrays,
+}
 
 _IMAGENET_MANUAL = (
     "ImageNet cannot be downloaded automatically: get ILSVRC2012_img_train.tar and "
@@ -66,7 +111,13 @@ DATASETS = {
     row.name: row
     for row in (
         # Served at 32 px by load_digits (the 8x8 originals upscaled), split 80/20.
-        DatasetInfo("digits", None, 10, 32, "none", "train", "test", 1437, 360),
+        DatasetInfo("digits", None, 10, 32, "none", "train", "test", 1437, 360, local_loader="digits"),
+        # Read from its IDX files (Debian's dataset-fashion-mnist, or `data_dir`). "cifar" (pad-4
+        # crop + flip) is the usual Fashion-MNIST augmentation: clothes are close enough to
+        # left-right symmetric that a flip keeps the class, and the best entries of the zalando
+        # benchmark train with random crop + flip.
+        DatasetInfo("fashion_mnist", None, 10, 28, "cifar", "train", "test", 60_000, 10_000,
+                    local_loader="fashion_mnist"),
         DatasetInfo("cifar10", "cifar10", 10, 32, "cifar", "train", "test", 50_000, 10_000),
         DatasetInfo("cifar100", "cifar100", 100, 32, "cifar", "train", "test", 50_000, 10_000),
         # SVHN's papers (WRN, MPL) do not flip digits; "cifar" here is the pad-crop + flip of
@@ -119,28 +170,52 @@ def _unavailable(info, data_dir, reason):
     )
 
 
-def _load_digits(info, split, image_size):
-    (x_train, y_train), (x_test, y_test) = load_digits(image_size or info.image_size)
-    parts = {"train": (x_train, y_train), "test": (x_test, y_test)}
-    if split not in parts:
-        raise ValueError(f"`split` must be 'train', 'test' or 'eval' for digits, received split={split!r}")
-    return tf.data.Dataset.from_tensor_slices(parts[split])
+def local_arrays(name, *, data_dir=None, image_size=None):
+    """The whole dataset of an in-memory row (`local_loader`) as numpy arrays.
+
+    Args:
+        name: A key of `DATASETS` whose row has a `local_loader`.
+        data_dir: For Fashion-MNIST the directory holding its four files (see
+            `load_fashion_mnist`); ignored for the digits.
+        image_size: Side of the digits images (default the row's); ignored otherwise.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`: uint8 `[n, H, W, 3]` images (possibly
+        read-only, shared with a cache) and int32 `[n]` labels.
+    """
+    info = get_dataset_info(name)
+    if info.local_loader is None:
+        raise ValueError(
+            f"`name` must be a dataset served from memory ({sorted(n for n, r in DATASETS.items() if r.local_loader)}), "
+            f"received name={name!r} (tfds {info.tfds_name!r})")
+    return LOCAL_LOADERS[info.local_loader](info, data_dir=data_dir, image_size=image_size)
+
+
+def _load_local(info, split, *, data_dir, image_size):
+    if split not in ("train", "test"):
+        raise ValueError(f"`split` must be 'train', 'test' or 'eval' for {info.name}, received split={split!r}")
+    train, test = local_arrays(info.name, data_dir=data_dir, image_size=image_size)
+    return tf.data.Dataset.from_tensor_slices(train if split == "train" else test)
 
 
 def load(name, split, *, data_dir=None, download=False, image_size=None, shuffle_files=False):
     """A `tf.data.Dataset` of `(uint8 image HxWx3, int32 label)` for a row of `DATASETS`.
 
     Images keep their stored size (the pipelines resize and crop); digits are served at
-    `image_size` (default the row's 32). Grey images are not expected in these rows; every
-    image has 3 channels.
+    `image_size` (default the row's 32). Every image has 3 channels: the grey rows (digits,
+    Fashion-MNIST) are replicated to RGB.
 
     Args:
         name: A key of `DATASETS`.
         split: `"train"`, `"test"` / `"eval"` (the row's evaluation split) or any tfds split
             string such as `"train[:10%]"`.
-        data_dir: tfds data directory (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`).
-        download: Download and prepare the dataset if it is not in `data_dir`.
-        image_size: Side of the digits images; ignored for tfds rows.
+        data_dir: tfds data directory (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`);
+            for `"fashion_mnist"` the directory holding its four IDX files (default:
+            `$KERAS_CNN_FASHION_MNIST_DIR` or `/usr/share/datasets/fashion-mnist`); ignored
+            for the digits.
+        download: Download and prepare the dataset if it is not in `data_dir` (tfds rows;
+            the in-memory rows are never downloaded).
+        image_size: Side of the digits images; ignored for the other rows.
         shuffle_files: Passed to tfds (False keeps the file order deterministic).
 
     Returns:
@@ -148,12 +223,13 @@ def load(name, split, *, data_dir=None, download=False, image_size=None, shuffle
 
     Raises:
         DatasetUnavailableError: The dataset is not in `data_dir` and `download` is False, or
-            the download failed (offline, or ImageNet's manual files are missing).
+            the download failed (offline, or ImageNet's manual files are missing), or
+            Fashion-MNIST's files are missing.
     """
     info = get_dataset_info(name)
     resolved = _resolve_split(info, split)
-    if info.tfds_name is None:
-        return _load_digits(info, resolved, image_size)
+    if info.local_loader is not None:
+        return _load_local(info, resolved, data_dir=data_dir, image_size=image_size)
 
     dataset = _tfds_dataset(info, resolved, data_dir=data_dir, download=download, shuffle_files=shuffle_files)
     return dataset.map(_cast_example, num_parallel_calls=tf.data.AUTOTUNE)
@@ -188,11 +264,12 @@ def train_labels(name, *, data_dir=None, download=False):
     """All labels of a dataset's training split, in `load(name, "train")` order (int32 numpy).
 
     For tfds rows the images are not decoded (`tfds.decode.SkipDecoding`), but the records are
-    still read once: for ImageNet that is a full pass over the training files.
+    still read once: for ImageNet that is a full pass over the training files. In-memory rows
+    return a copy of their label array (`data_dir` as for `load`).
     """
     info = get_dataset_info(name)
-    if info.tfds_name is None:
-        return load_digits(info.image_size)[0][1]
+    if info.local_loader is not None:
+        return np.array(local_arrays(name, data_dir=data_dir)[0][1], dtype="int32")
     import tensorflow_datasets as tfds
 
     dataset = _tfds_dataset(info, info.train_split, data_dir=data_dir, download=download,
