@@ -105,7 +105,8 @@ def build_parser():
     train.add_argument("--strategy", default="auto", choices=STRATEGIES, help="tf.distribute strategy")
     train.add_argument("--tpu", default=None, help="TPU name or grpc:// address (default: $TPU_NAME)")
     train.add_argument("--output", default=None, help="run directory (default: runs/RECIPE)")
-    train.add_argument("--data-dir", default=None, help="tfds data directory")
+    train.add_argument("--data-dir", default=None,
+                       help="tfds data directory (Fashion-MNIST: the directory of its four files)")
     train.add_argument("--restart", action="store_true", help="discard a previous run in --output and start over")
     train.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
                        help="fit verbosity: auto (progress bar), 0, 1 or 2")

@@ -1,7 +1,8 @@
 """EfficientNet-B0 on ImageNet with the EfficientNet paper's training settings.
 
 Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks", ICML 2019,
-§5.2: RMSProp with decay 0.9 and momentum 0.9, batch-norm momentum 0.99, weight decay 1e-5,
+§5.2: RMSProp with decay 0.9 and momentum 0.9, batch-norm momentum 0.99, weight decay 1e-5 (an
+L2 term in the reference TPU code's loss, `weight_decay * sum(l2_loss)`: `weight_decay_mode` "l2"),
 initial learning rate 0.256 (for a batch of 4096) decayed by 0.97 every 2.4 epochs, SiLU,
 AutoAugment, stochastic depth with survival probability 0.8 (drop-path 0.2) and dropout 0.2 for
 B0 (rising linearly to 0.5 for B7: `keras_cnn.models.efficientnet.SCALING`). From the reference

@@ -12,10 +12,15 @@ Xie, Luong, Hovy, Le, "Self-training with Noisy Student improves ImageNet classi
   and stochastic depth 0.2 (survival 0.8 at the last block), as §3 "Noising Student";
 - pseudo-label filtering at confidence 0.3 and class balancing (`filter_unlabel.sh`:
   `min_threshold=0.3`, `num_image=130000` per class for JFT; here the largest class);
+- each model at its own resolution (`input_image_size` defaults to the model's: B0 224, B1 240;
+  `student_image_sizes`), the teacher predicting at its own;
 - training as EfficientNet (`efficientnet_b0_imagenet`): RMSProp 0.9/0.9, epsilon 1e-3, weight
-  decay 1e-5, learning rate 0.016 per 256 images (`base_learning_rate`), batch 4,096
-  (`train_batch_size`), label smoothing 0.1, EMA 0.9999, BN momentum 0.99; B0's
-  `train_ratio=2`: 700 epochs with the 0.97 decay every 4.8 epochs (`unlabel_ratio=1`).
+  decay 1e-5 as L2 (`weight_decay * sum(l2_loss)` in the release's loss: `weight_decay_mode="l2"`),
+  learning rate 0.016 per 256 images (`base_learning_rate`), batch 4,096 (`train_batch_size`),
+  label smoothing 0.1 on the labeled images only (the release's soft pseudo-labels are not
+  smoothed), EMA 0.9999, BN momentum 0.99; B0's `train_ratio=2`: 700 epochs with the 0.97 decay
+  every 4.8 epochs (`unlabel_ratio=1`). Each round's epoch is one pass over what it trains on
+  (labeled + the filtered, balanced pseudo-labeled images), which sizes its schedule.
 
 The paper reports 77.3 % -> 78.8 % top-1 for B0 with 130 M JFT images; JFT is not public.
 **Unlabeled default**: `unlabeled="train_images"`, ImageNet's own training images with their
@@ -25,7 +30,8 @@ or `--set unlabeled=/path/to/images` (a directory tree of image files). Deviatio
 `keras_cnn.ssl.noisy_student` mixes labeled and pseudo-labeled images in one stream and holds
 decoded images in memory, so at ImageNet scale the job stops with a clear error above
 `max_in_memory_gb` (a streaming round is future work); students are noised by RandAugment on
-resized images (no random crops).
+resized images (no random crops); the release's two streams (unlabeled batch = `unlabel_ratio`
+x labeled, B1: 3) become one mixed stream (`keras_cnn.ssl.noisy_student`).
 
     keras-cnn train noisy_student_efficientnet_b0 --data-dir ~/tensorflow_datasets --set max_in_memory_gb=600
 """
@@ -41,6 +47,7 @@ def config():
         "model": "efficientnet_b0",
         "model_args": {"bn_momentum": 0.99, "drop_path_rate": 0.2, "dropout": 0.5},
         "student_models": ("efficientnet_b0", "efficientnet_b1"),
+        "student_image_sizes": (224, 240),
         "rounds": 2,
         "unlabeled": "train_images",
         "randaugment": (2, 9),

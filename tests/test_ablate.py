@@ -1,5 +1,7 @@
 """tools/ablate.py: the rows are cumulative one-trick changes, and a tiny run produces the table."""
 
+import statistics
+
 import pytest
 from conftest import load_tool
 
@@ -52,6 +54,10 @@ def test_tiny_ablation_run(ablate, tmp_path):
     data = json.loads(out_json.read_text())
     assert [r["row"] for r in data["results"]] == ["baseline (step decay)", "+ cosine decay + warmup"]
     for r in data["results"]:
-        assert len(r["accuracies"]) == 2 and 0 <= r["mean"] <= 1 and r["std"] >= 0
+        assert len(r["accuracies"]) == 2
+        assert r["mean"] == pytest.approx(statistics.fmean(r["accuracies"]))
+        assert r["std"] == pytest.approx(statistics.stdev(r["accuracies"]))  # the sample std (ddof=1)
+        # Each accuracy is over the 360 test digits: a whole number of them right.
+        assert all(a * 360 == pytest.approx(round(a * 360)) for a in r["accuracies"])
     table = out_md.read_text()
     assert "| baseline (step decay) |" in table and "±" in table

@@ -1,6 +1,7 @@
 """Recipes: configs as data (keys, paper hyperparameters, overrides) and a smoke run of each recipe."""
 
 import importlib
+import json
 import re
 
 import keras
@@ -14,6 +15,7 @@ RECIPES = [
     "densenet_bc100_cifar10",
     "digits_quickstart",
     "efficientnet_b0_imagenet",
+    "fashion_mnist_resnet18",
     "googlenet_imagenet",
     "resnet50_finetune_cifar10",
     "resnet50d_bag_of_tricks",
@@ -78,6 +80,72 @@ def test_paper_hyperparameters():
     assert [float(schedule(e * 10)) for e in (59, 60, 120, 160)] == pytest.approx([0.1, 0.02, 0.004, 0.0008])
 
 
+def _tiny_classifier():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10, name="logits")(x))
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_optimizer_applies_the_papers_l2_weight_decay(name, rng):
+    # Every recipe's paper (and its code) decays with an L2 term in the gradient: the optimizer
+    # the runner builds from the recipe must step exactly like the same optimizer without decay
+    # fed g + wd * w (wd = 0 for the variables no-bias-decay excludes).
+    from keras_cnn.distribute.strategy import get_strategy
+    from keras_cnn.training import no_decay_variables
+    from keras_cnn.training.runner import Phase, _compile
+
+    # No warmup: its near-zero first learning rates would hide the difference between the forms.
+    cfg = config_lib.resolve_config({**config_lib.load_recipe(name), "teacher": None, "jit_compile": False,
+                                     "warmup_epochs": 0})
+    model, reference = _tiny_classifier(), _tiny_classifier()
+    reference.set_weights(model.get_weights())
+    initial = [np.array(v) for v in model.trainable_variables]
+    from keras_cnn.data import get_dataset_info
+
+    info = get_dataset_info(cfg["dataset"])
+    trainee, _ = _compile(cfg, model, info, 4, get_strategy("one_device", devices=["/cpu:0"]), one_hot=True,
+                          steps_per_epoch=10, phase=Phase("train", 0, cfg["epochs"]))
+    optimizer = trainee.optimizer
+    assert optimizer.weight_decay == cfg["weight_decay"] > 0
+    keras_class = next(c for c in type(optimizer).__mro__ if c.__module__.startswith("keras.src.optimizers."))
+    plain = keras_class.from_config({**optimizer.get_config(), "weight_decay": None})
+    excluded = {id(v) for v in no_decay_variables(model)} if cfg["no_bias_decay"] else set()
+    for _ in range(3):
+        grads = [rng.normal(size=v.shape).astype("float32") for v in model.trainable_variables]
+        decay = [0.0 if id(v) in excluded else cfg["weight_decay"] for v in model.trainable_variables]
+        l2_grads = [g + d * np.array(v) for g, d, v in zip(grads, decay, reference.trainable_variables)]
+        optimizer.apply_gradients(zip([keras.ops.convert_to_tensor(g) for g in grads], model.trainable_variables))
+        plain.apply_gradients(zip([keras.ops.convert_to_tensor(g) for g in l2_grads], reference.trainable_variables))
+    # Compare the updates, not the weights: a decay of lr * 1e-5 is invisible next to the weights.
+    for a, b, w0 in zip(model.trainable_variables, reference.trainable_variables, initial):
+        np.testing.assert_allclose(np.array(a) - w0, np.array(b) - w0, rtol=1e-4, atol=1e-9, err_msg=f"{name}: {a.path}")
+
+
+def test_bag_of_tricks_recipe_augments_and_steps_as_section_2_1():
+    # §2.1: Nesterov momentum; hue/saturation/brightness scaled in [0.6, 1.4] (GluonCV's jitter 0.4)
+    # and PCA lighting noise N(0, 0.1), after the crop and flip.
+    from keras_cnn.training.runner import augment_layers
+
+    cfg = config_lib.load_recipe("resnet50d_bag_of_tricks")
+    layers = augment_layers(cfg, seed=0)
+    assert [type(layer).__name__ for layer in layers] == ["ColorJitter", "PCALighting"]
+    images = np.full((64, 8, 8, 3), 100.0, "float32")
+    images[..., 0] = 60.0  # a coloured image: saturation has something to scale
+    out = np.asarray(layers[0](images, training=True))
+    ratio = out.mean(axis=(1, 2, 3)) / images.mean()
+    # The combined factor of brightness x contrast x saturation stays inside [0.6, 1.4]^k, spread out.
+    assert ratio.min() < 0.85 and ratio.max() > 1.15 and ratio.min() > 0.6**3 and ratio.max() < 1.4**3
+    lit = np.asarray(layers[1](np.full((256, 4, 4, 3), 128.0, "float32"), training=True))
+    shift = lit[:, 0, 0, :] - 128.0
+    # AlexNet's lighting: the RGB offset's spread is alphastd x the largest eigenvalue (55.46) along
+    # the first eigenvector; 256 draws estimate the std within ~15 %.
+    assert np.std(shift @ np.array([-0.5675, -0.5808, -0.5836])) == pytest.approx(0.1 * 55.46, rel=0.2)
+    assert cfg["nesterov"] is True
+
+
 def test_googlenet_recipe_trains_aux_heads_with_weight_03():
     from keras_cnn.models.base import AuxiliaryOutputsModel
     from keras_cnn.registry import create_model
@@ -111,6 +179,7 @@ def test_overrides():
 SMOKE = {
     # recipe: (image_size, extra overrides)
     "digits_quickstart": (16, {}),
+    "fashion_mnist_resnet18": (28, {}),
     "wrn28_2_cifar10": (32, {}),
     "densenet_bc100_cifar10": (32, {}),
     "resnet50d_bag_of_tricks": (64, {}),
@@ -143,14 +212,21 @@ def _run_smoke(cfg, tmp_path):
 
 def _check_run(results, tmp_path, cfg):
     run = tmp_path / "run"
-    assert np.isfinite(results["test_loss"]) and 0.0 <= results["test_accuracy"] <= 1.0
+    assert np.isfinite(results["test_loss"])
+    # eval_steps batches of batch_size images were evaluated: a whole number of them right.
+    evaluated = cfg["eval_steps"] * cfg["batch_size"]
+    assert results["test_accuracy"] * evaluated == pytest.approx(round(results["test_accuracy"] * evaluated))
+    stored = json.loads((run / "results.json").read_text())
+    assert (stored["test_accuracy"], stored["test_loss"]) == (results["test_accuracy"], results["test_loss"])
     for artifact in ("model.keras", "saved_model", "results.json", "config.json", "history.csv",
                      "checkpoints/last.weights.h5"):
         assert (run / artifact).exists(), artifact
     assert not (run / "backup").exists()  # deleted when fit finished
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
     x = np.zeros((1, cfg["image_size"], cfg["image_size"], 3), "float32")
-    classes = 10 if cfg["dataset"] in ("digits", "cifar10") else 1000
+    from keras_cnn.data import get_dataset_info
+
+    classes = get_dataset_info(cfg["dataset"]).num_classes
     out = model.predict(x, verbose=0)
     assert out.shape == (1, classes) and np.isfinite(out).all()
 

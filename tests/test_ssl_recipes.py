@@ -46,7 +46,7 @@ def test_recipes_command_shows_the_method(capsys):
 def test_mpl_cifar10_4k_hyperparameters():
     # google-research/meta_pseudo_labels README (CIFAR-10-4000 command) + flag_utils.py defaults.
     cfg = config_lib.load_recipe("mpl_cifar10_4k")
-    assert (cfg["model"], cfg["teacher"], cfg["model_args"]) == ("wrn_28_2", None, {"dropout": 0.2})
+    assert (cfg["model"], cfg["teacher"]) == ("wrn_28_2", None) and cfg["model_args"]["dropout"] == 0.2
     assert (cfg["dataset"], cfg["ssl_split"], cfg["image_size"]) == ("cifar10", "cifar10_4k", 32)
     assert cfg["epochs"] * cfg["steps_per_epoch"] == 300_000  # num_train_steps
     assert (cfg["batch_size"], cfg["mu"]) == (128, 7)  # train_batch_size, uda_data
@@ -60,7 +60,8 @@ def test_mpl_cifar10_4k_hyperparameters():
     assert cfg["student_wait_epochs"] * steps == 3000  # mpl_student_lr_wait_steps
     assert (cfg["weight_decay"], cfg["label_smoothing"], cfg["ema"]) == (5e-4, 0.15, 0.995)
     assert (cfg["uda_weight"], cfg["uda_temperature"], cfg["uda_threshold"]) == (8.0, 0.7, 0.6)
-    assert cfg["global_clipnorm"] is None and cfg["hard_pseudo_labels"] is True  # grad_bound=1e9: no clipping
+    assert cfg["uda_ramp_epochs"] * steps == 5000  # uda_steps
+    assert cfg["global_clipnorm"] is None and cfg["pseudo_labels"] == "sample"  # grad_bound=1e9: no clipping
     assert cfg["randaugment"] == (2, 10)  # augment_magnitude=16, capped at the 0-10 scale's maximum
     assert cfg["finetune_steps"] > 0 and cfg["finetune_learning_rate"] == 3e-5
 
@@ -74,7 +75,7 @@ def test_mpl_svhn_1k_is_the_cifar_recipe_on_svhn():
 def test_mpl_imagenet_10pct_hyperparameters():
     # google-research/meta_pseudo_labels README (ImageNet-10% command).
     cfg = config_lib.load_recipe("mpl_imagenet_10pct")
-    assert (cfg["model"], cfg["model_args"], cfg["image_size"]) == ("resnet50", {"dropout": 0.1}, 224)
+    assert (cfg["model"], cfg["model_args"]["dropout"], cfg["image_size"]) == ("resnet50", 0.1, 224)
     assert (cfg["dataset"], cfg["ssl_split"]) == ("imagenet", "imagenet_10pct")
     assert cfg["epochs"] * cfg["steps_per_epoch"] == 700_000
     assert (cfg["batch_size"], cfg["mu"]) == (1024, 15)
@@ -85,6 +86,23 @@ def test_mpl_imagenet_10pct_hyperparameters():
     assert cfg["student_wait_epochs"] * steps == 20_000
     assert (cfg["weight_decay"], cfg["label_smoothing"], cfg["ema"], cfg["global_clipnorm"]) == (1e-4, 0.1, 0.999, 5.0)
     assert (cfg["uda_weight"], cfg["uda_temperature"], cfg["uda_threshold"]) == (20.0, 0.5, 0.6)
+    assert cfg["uda_ramp_epochs"] * steps == 50_000  # uda_steps
+
+
+@pytest.mark.parametrize("name,activation", [("mpl_cifar10_4k", "leaky_relu"), ("mpl_imagenet_10pct", "relu")])
+def test_mpl_networks_are_the_releases(name, activation):
+    # modeling_utils.py: WRN blocks use leaky ReLU 0.2, ResNet-50 blocks plain ReLU (leaky=0.);
+    # batch norm with flag_utils' batch_norm_decay=0.99 and batch_norm_epsilon=1e-3.
+    from keras_cnn.registry import create_model
+
+    cfg = config_lib.load_recipe(name)
+    args = {**cfg["model_args"], **({"stem_width": 8, "planes": (8, 16, 32, 64)} if name.endswith("10pct") else {})}
+    model = create_model(cfg["model"], classes=10, input_shape=(32, 32, 3), **args)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all((layer.momentum, layer.epsilon) == (0.99, 1e-3) for layer in norms)
+    acts = [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)]
+    slopes = {float(layer(keras.ops.convert_to_tensor([-1.0]))[0]) for layer in acts}
+    assert slopes == ({-0.2} if activation == "leaky_relu" else {0.0})
 
 
 def test_noisy_student_efficientnet_b0_hyperparameters():
@@ -100,6 +118,8 @@ def test_noisy_student_efficientnet_b0_hyperparameters():
     # base_learning_rate 0.016 per 256, batch 4096; train_ratio 2 for B0: 700 epochs, decay every 4.8.
     assert scale_learning_rate(cfg["learning_rate"], 256, cfg["base_batch_size"]) == pytest.approx(0.016)
     assert (cfg["batch_size"], cfg["epochs"], cfg["schedule_args"]["decay_epochs"]) == (4096, 700, 4.8)
+    # Each model at its own resolution (main.py's input_image_size default): B0 224, B1 240.
+    assert (cfg["image_size"], tuple(cfg["student_image_sizes"])) == (224, (224, 240))
     for key in ("optimizer", "rho", "momentum", "epsilon", "weight_decay", "label_smoothing", "ema", "image_size"):
         assert cfg[key] == base[key], key
 
@@ -175,7 +195,8 @@ SMOKE = {
     "digits_mpl": {**TINY_MPL, "labels_per_class": None},
     "noisy_student_efficientnet_b0": {
         "image_size": 32, "batch_size": 4, "epochs": 1, "warmup_epochs": 0, "rounds": 1, "eval_steps": 1,
-        "student_models": ("efficientnet_b0",), "precision": "float32", "jit_compile": False,
+        "student_models": ("efficientnet_b0",), "student_image_sizes": (40,), "precision": "float32",
+        "jit_compile": False,
     },
 }
 
@@ -192,11 +213,17 @@ def _run(name, tmp_path, **overrides):
 
 
 def _check_artifacts(run, cfg, results):
-    assert np.isfinite(results["test_loss"]) and 0.0 <= results["test_accuracy"] <= 1.0
-    for artifact in ("model.keras", "saved_model", "results.json", "config.json"):
+    stored = json.loads((run / "results.json").read_text())
+    assert np.isfinite(results["test_loss"]) and (stored["test_accuracy"], stored["test_loss"]) == (
+        results["test_accuracy"], results["test_loss"])
+    # eval_steps batches of batch_size test images: a whole number of them right.
+    evaluated = cfg["eval_steps"] * cfg["batch_size"]
+    assert results["test_accuracy"] * evaluated == pytest.approx(round(results["test_accuracy"] * evaluated))
+    for artifact in ("model.keras", "saved_model", "config.json"):
         assert (run / artifact).exists(), artifact
     model = keras.saving.load_model(run / "model.keras", safe_mode=True)
-    out = model.predict(np.zeros((1, cfg["image_size"], cfg["image_size"], 3), "float32"), verbose=0)
+    size = results["image_size"]
+    out = model.predict(np.zeros((1, size, size, 3), "float32"), verbose=0)
     classes = 1000 if cfg["dataset"] == "imagenet" else 10
     assert out.shape == (1, classes) and np.isfinite(out).all()
 
@@ -222,8 +249,16 @@ def test_noisy_student_recipe_smoke(tmp_path):
     run = tmp_path / "run"
     _check_artifacts(run, cfg, results)
     assert [r["round"] for r in results["rounds"]] == [0, 1]  # the B0 teacher, then one student round
-    assert (run / "rounds" / "round_1" / "metrics.json").exists()
-    assert results["rounds"][1]["num_pseudo_labeled"] >= 0
+    stored = json.loads((run / "rounds" / "round_1" / "metrics.json").read_text())
+    teacher, student = results["rounds"]
+    assert student["num_pseudo_labeled"] == stored["num_pseudo_labeled"]
+    # The student's schedule is sized from what it trained on (labeled + filtered, balanced
+    # pseudo-labeled images), not from the unlabeled set's size.
+    trained_on = student["num_labeled"] + student["num_pseudo_labeled"]
+    assert student["steps_per_epoch"] == -(-trained_on // cfg["batch_size"])
+    # The teacher at image_size, the student at its own size (student_image_sizes).
+    assert (teacher["image_size"], student["image_size"], results["image_size"]) == ([32, 32], [40, 40], 40)
+    assert keras.saving.load_model(run / "model.keras").input_shape == (None, 40, 40, 3)
 
 
 # --- resume ------------------------------------------------------------------------------------------------

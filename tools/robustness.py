@@ -13,11 +13,11 @@ Dietterich 2019), and reports
 
 Two modes:
 
-- default: on the embedded digits, trains the methods of `tools/ssl_digits.py` (supervised on
+- default: on the embedded digits, trains the methods of `tools/ssl_benchmark.py --dataset digits` (supervised on
   `--labels` labels vs Noisy Student with the labeled + all 1,437 training images as unlabeled
   data; `--methods` takes any of its methods) with *its* backbone, data and current defaults,
   per seed, and evaluates each trained network on the 360 test images at 16 px. The baseline
-  of mCE is `supervised`. The networks are those `ssl_digits.backbone` built during each run
+  of mCE is `supervised`. The networks are those `ssl_benchmark.backbone` built during each run
   (the last one: the supervised network, Noisy Student's last student, MPL's student);
 - `--model a.keras [--model b.keras ...]`: evaluates saved models on the digits test split at
   the model's input size (baseline: the first model).
@@ -48,15 +48,15 @@ from keras_cnn.utils.argtypes import positive_int  # noqa: E402
 
 DEFAULT_METHODS = ("supervised", "noisy_student")
 BASELINE = "supervised"
-# --quick: ssl_digits' own --quick training settings on fewer unlabeled and test images.
+# --quick: ssl_benchmark's own --quick training settings on fewer unlabeled and test images.
 QUICK = {"seeds": 1, "unlabeled_examples": 32, "eval_examples": 40}
 SEVERITY_RANGE = tuple(range(1, NUM_SEVERITIES + 1))
 
 
-def _load_ssl_digits():
-    """`tools/ssl_digits.py` as a private module (the tools are scripts, not a package)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ssl_digits.py")
-    spec = importlib.util.spec_from_file_location("keras_cnn_tool_robustness_ssl_digits", path)
+def _load_ssl_benchmark():
+    """`tools/ssl_benchmark.py` as a private module (the tools are scripts, not a package)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ssl_benchmark.py")
+    spec = importlib.util.spec_from_file_location("keras_cnn_tool_robustness_ssl_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     # Registered so that autograph, which looks functions' modules up there, converts its
     # `tf.data` map functions instead of warning and running them unconverted.
@@ -71,11 +71,11 @@ def parse_args(argv):
                         help="a .keras model to evaluate (repeatable; the first is the mCE baseline); "
                              "without it the tool trains --methods on the digits")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help="comma-separated tools/ssl_digits.py methods to train and compare; must include "
+                        help="comma-separated tools/ssl_benchmark.py --dataset digits methods to train and compare; must include "
                              f"{BASELINE!r} (the mCE baseline)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="training seeds 0 .. seeds-1")
-    parser.add_argument("--labels", type=positive_int, help="labels in total (default: ssl_digits' default)")
-    parser.add_argument("--steps", type=positive_int, help="optimizer steps per network (default: ssl_digits')")
+    parser.add_argument("--labels", type=positive_int, help="labels in total (default: ssl_benchmark's digits default)")
+    parser.add_argument("--steps", type=positive_int, help="optimizer steps per network (default: ssl_benchmark's digits profile)")
     parser.add_argument("--unlabeled-examples", type=positive_int,
                         help="use only the first N training images as unlabeled data (default: all 1,437)")
     parser.add_argument("--eval-examples", type=positive_int, help="evaluate on the first N test images (default: all)")
@@ -83,7 +83,7 @@ def parse_args(argv):
                         help="comma-separated subset of " + ",".join(CORRUPTIONS))
     parser.add_argument("--corruption-seed", type=int, default=0, help="seed of the random corruptions")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke settings: ssl_digits --quick training and " + json.dumps(QUICK))
+                        help="smoke settings: ssl_benchmark --quick training and " + json.dumps(QUICK))
     parser.add_argument("--json", help="write the results as JSON here")
     parser.add_argument("--markdown", help="write the markdown tables here")
     args = parser.parse_args(argv)
@@ -161,9 +161,9 @@ def _stats(values):
 
 
 def train_method(ssl, method, data, ssl_args, seed):
-    """Runs `ssl_digits.RUNNERS[method]` and returns `(trained network, its reported figures)`.
+    """Runs `ssl_benchmark.RUNNERS[method]` and returns `(trained network, its reported figures)`.
 
-    The network is the last one `ssl_digits.backbone` built during the run (the runners return
+    The network is the last one `ssl_benchmark.backbone` built during the run (the runners return
     figures, not models); `ssl` is this tool's private copy of the module, so the wrapper
     affects nobody else.
     """
@@ -180,14 +180,17 @@ def train_method(ssl, method, data, ssl_args, seed):
     finally:
         ssl.backbone = original
     if not built:
-        raise RuntimeError(f"tools/ssl_digits.py's {method!r} runner built no network through `backbone`")
+        raise RuntimeError(f"tools/ssl_benchmark.py --dataset digits's {method!r} runner built no network through `backbone`")
     return built[-1], reported
 
 
 def _ssl_args(ssl, args):
-    forward = ["--quick"] if args.quick else []
+    forward = ["--dataset", "digits"] + (["--quick"] if args.quick else [])
     forward += ["--labels", str(args.labels)] if args.labels else []
     forward += ["--steps", str(args.steps)] if args.steps else []
+    # The runners' own reported accuracy is then on the same images as this tool's clean accuracy.
+    forward += ["--test", str(args.eval_examples)] if args.eval_examples else []
+    forward += ["--unlabeled", str(args.unlabeled_examples)] if args.unlabeled_examples else []
     ssl_args = ssl.parse_args(forward)
     unknown = [m for m in args.methods if m not in ssl.METHODS]
     if unknown:
@@ -196,7 +199,7 @@ def _ssl_args(ssl, args):
 
 
 def run_digits(args):
-    ssl = _load_ssl_digits()
+    ssl = _load_ssl_benchmark()
     ssl_args = _ssl_args(ssl, args)
     per_seed = {method: [] for method in args.methods}
     reported, seconds = {method: [] for method in args.methods}, {method: 0.0 for method in args.methods}
@@ -211,17 +214,17 @@ def run_digits(args):
             result = evaluate(model, x_test, y_test, sets)
             per_seed[method].append(result)
             reported[method].append(figures.get(method))
-            print(f"seed {seed} {method}: clean {result['clean']:.3f} (ssl_digits reported "
+            print(f"seed {seed} {method}: clean {result['clean']:.3f} (ssl_benchmark reported "
                   f"{figures.get(method, float('nan')):.3f}), mCA {result['mca']:.3f}", flush=True)
             keras.backend.clear_session()
-    keys = ("labels", "unlabeled", "steps", "batch", "mu", "lr", "ra_magnitude", "ns_mode", "ns_ra_magnitude",
-            "stem_width", "planes")  # whichever of these ssl_digits has
+    keys = ("labels_per_class", "unlabeled", "steps", "batch", "mu", "lr", "ra_magnitude", "ns_mode",
+            "ns_ra_magnitude", "stem_width", "planes")  # whichever of these ssl_benchmark has
     config = {key: getattr(ssl_args, key) for key in keys if hasattr(ssl_args, key)}
     return {
         "mode": "digits",
-        "task": f"UCI digits at {ssl.IMAGE_SIZE} px, {ssl_args.labels} labels, unlabeled = "
+        "task": f"UCI digits at {ssl_args.image_size} px, {10 * ssl_args.labels_per_class[0]} labels, unlabeled = "
                 f"{len(x_u)} training images, evaluation = {len(x_test)} test images",
-        "training": "tools/ssl_digits.py runners at its current defaults unless overridden: " + json.dumps(
+        "training": "tools/ssl_benchmark.py --dataset digits runners at its current defaults unless overridden: " + json.dumps(
             {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}),
         "reported_clean_accuracy": reported,
         "seconds": seconds,

@@ -2,9 +2,10 @@
 "Reproductions"; the MPL paper's Figure 2, Pham et al. 2021, and the seeds' MPL review).
 
 Data: `sklearn.datasets.make_moons` with 2,000 points (1,000 per class, Gaussian noise
-`--noise`, 0.1 by default), seeded per run; 3 points per class are labeled (drawn at random
-with the run's seed), every point is in the unlabeled set (the UDA / MPL convention). The
-inputs are standardised with the mean and std of all 2,000 points (no labels involved).
+`--noise`, 0.08 by default), seeded per run (seeds 100.. by default, never used while the
+defaults were chosen); 3 points per class are labeled (drawn at random with the run's seed),
+every point is in the unlabeled set (the UDA / MPL convention). The inputs are standardised with
+the mean and std of all 2,000 points (no labels involved).
 
 The three methods share one MLP architecture (`--hidden` units x `--depth` ReLU layers,
 logits out) and the same number of optimizer steps (`--steps`), Adam at `--lr`:
@@ -14,15 +15,14 @@ logits out) and the same number of optimizer steps (`--steps`), Adam at `--lr`:
   each step sees the 6 labeled points and `--unlabeled-batch` unlabeled ones, loss
   `CE_labeled + alpha(t) * CE(own argmax)`, alpha ramping 0 -> `--pl-alpha` between 10 %
   and 40 % of the steps (the paper's 100 / 600 epochs, scaled), hard labels, no threshold.
-- **MPL**: `keras_cnn.ssl.mpl.MetaPseudoLabels` with a teacher and a student MLP. For 2-D
-  points the "weak" view is the clean point and the "strong" view the point plus Gaussian
+- **MPL**: `keras_cnn.ssl.mpl.MetaPseudoLabels` with a teacher and a student MLP and the
+  library's default options (`--mpl-option NAME=VALUE` overrides one: no per-seed tuning). For
+  2-D points the "weak" view is the clean point and the "strong" view the point plus Gaussian
   jitter of std `--jitter` (0.2, in standardised units): a stand-in for RandAugment, the only
-  augmentation that makes sense for points in the plane. The jitter matters: at 0.1 MPL
-  found the moons on 2 of 5 seeds (92.0 % mean), at 0.2 on 5 of 5 (99.7 %), same steps; the
-  strong view's spread is what lets the teacher's labels (and the UDA term) propagate
-  along each moon. The teacher gets its supervised
-  loss, the MPL feedback and a UDA term (`--uda-weight`); the reported accuracy is the
-  *student's* (the model MPL delivers), the teacher's is in the JSON too.
+  augmentation that makes sense for points in the plane. The strong view's spread is what lets
+  the teacher's labels (and the UDA term) propagate along each moon. The teacher gets its
+  supervised loss, the MPL feedback and the UDA term; the reported accuracy is the *student's*
+  (the model MPL delivers), the teacher's is in the JSON too.
 
 Accuracy is measured on all 2,000 points. The tool prints mean +- std and the per-seed
 values, optionally writes the decision boundaries of the first seed (`--figure`, 3 panels,
@@ -32,6 +32,7 @@ labeled points marked; needs matplotlib, imported only then) and a JSON (`--json
 """
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -53,12 +54,15 @@ METHODS = ("supervised", "pseudo_labels", "mpl")
 LABELS = {"supervised": "Supervised", "pseudo_labels": "Pseudo-Labels", "mpl": "Meta Pseudo Labels"}
 NUM_POINTS = 2000
 LABELED_PER_CLASS = 3
+SOLVED = 0.95  # accuracy at which a seed counts as having found both moons
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=positive_int, default=5, help="number of seeds (0 .. seeds-1)")
-    parser.add_argument("--noise", type=non_negative_float, default=0.1, help="make_moons noise")
+    parser.add_argument("--seeds", type=positive_int, default=10, help="number of seeds")
+    parser.add_argument("--first-seed", type=int, default=100,
+                        help="seeds are first-seed .. first-seed+seeds-1 (100..: never used while developing)")
+    parser.add_argument("--noise", type=non_negative_float, default=0.08, help="make_moons noise")
     parser.add_argument("--steps", type=positive_int, default=1500, help="optimizer steps per method")
     parser.add_argument("--hidden", type=positive_int, default=64, help="units per hidden layer")
     parser.add_argument("--depth", type=positive_int, default=2, help="hidden layers")
@@ -67,8 +71,9 @@ def parse_args(argv):
     parser.add_argument("--pl-alpha", type=non_negative_float, default=3.0, help="final pseudo-label weight")
     parser.add_argument("--jitter", type=non_negative_float, default=0.2,
                         help="std of the MPL strong view's Gaussian jitter (standardised units)")
-    parser.add_argument("--uda-weight", type=non_negative_float, default=1.0, help="MPL teacher's UDA weight")
-    parser.add_argument("--student-wait", type=int, default=0, help="MPL student_wait_steps")
+    parser.add_argument("--mpl-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a MetaPseudoLabels argument (default: none, the library's defaults), "
+                             "e.g. --mpl-option uda_threshold=None")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
     parser.add_argument("--figure", help="write the decision-boundary PNG of the first seed here")
     parser.add_argument("--json", help="write the results as JSON here")
@@ -78,6 +83,13 @@ def parse_args(argv):
     if unknown or not methods:
         parser.error(f"--methods must be a subset of {','.join(METHODS)}, received {args.methods!r}")
     args.methods = methods
+    args.mpl_options = {}
+    for item in args.mpl_option:
+        name, _, text = item.partition("=")
+        try:
+            args.mpl_options[name.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            args.mpl_options[name.strip()] = text.strip()
     return args
 
 
@@ -140,8 +152,9 @@ def train_mpl(x, y, labeled, args, seed):
         # Weak view: the clean point; strong view: Gaussian jitter (RandAugment's stand-in in 2-D).
         return points, points + tf.random.normal(tf.shape(points), stddev=jitter)
 
-    mpl = MetaPseudoLabels(teacher, student, uda_weight=args.uda_weight, uda_threshold=None,
-                           student_wait_steps=args.student_wait, seed=seed)
+    # The library's defaults (UDA weight 1, temperature 0.4, the release's sharpened >= 0.8 mask,
+    # sampled pseudo-labels, baseline 0.99, no wait) unless --mpl-option overrides one.
+    mpl = MetaPseudoLabels(teacher, student, seed=seed, **args.mpl_options)
     mpl.compile(teacher_optimizer=keras.optimizers.Adam(args.lr), student_optimizer=keras.optimizers.Adam(args.lr))
     data = tf.data.Dataset.zip((_labeled(x[labeled], y[labeled]), _unlabeled(x, args.unlabeled_batch, seed, views)))
     history = mpl.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False)
@@ -162,7 +175,7 @@ def run(args):
     extra = {"mpl_teacher": []}
     first = None
     seconds = {m: 0.0 for m in args.methods}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         x, y, labeled = make_data(seed, args.noise)
         models = {}
         for method in args.methods:
@@ -175,21 +188,19 @@ def run(args):
             models[method] = out["model"]
         if first is None:
             first = (x, y, labeled, models)
-    summary = {m: {"mean": statistics.fmean(v), "std": statistics.pstdev(v) if len(v) > 1 else 0.0,
-                   "per_seed": v} for m, v in per_seed.items()}
     if "mpl" in args.methods:
-        v = extra["mpl_teacher"]
-        summary["mpl_teacher"] = {"mean": statistics.fmean(v), "std": statistics.pstdev(v) if len(v) > 1 else 0.0,
-                                  "per_seed": v}
+        per_seed["mpl_teacher"] = extra["mpl_teacher"]
+    summary = {m: {"mean": statistics.fmean(v), "std": statistics.pstdev(v) if len(v) > 1 else 0.0,
+                   "seeds_at_least_95": seeds_at_least(v), "per_seed": v} for m, v in per_seed.items()}
     result = {
         "task": "two moons, 2,000 points (1,000 per class), 6 labeled (3 per class)",
         "accuracy_on": "all 2,000 points",
-        "seeds": list(range(args.seeds)),
+        "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
         "config": {"noise": args.noise, "steps": args.steps, "hidden": args.hidden, "depth": args.depth,
                    "optimizer": f"Adam({args.lr})", "unlabeled_batch": args.unlabeled_batch,
                    "pl_alpha": args.pl_alpha, "pl_ramp": [int(0.1 * args.steps), int(0.4 * args.steps)],
                    "mpl_views": f"weak = clean point, strong = point + N(0, {args.jitter}^2) jitter",
-                   "mpl_uda_weight": args.uda_weight, "mpl_student_wait_steps": args.student_wait},
+                   "mpl_options": args.mpl_options or "library defaults"},
         "accuracy": summary,
         "seconds": seconds,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tensorflow": tf.__version__,
@@ -198,13 +209,19 @@ def run(args):
     return result, first
 
 
+def seeds_at_least(per_seed, target=SOLVED):
+    """How many seeds reached `target` accuracy (the issue's criterion: MPL >= 95 % on 9 of 10)."""
+    return sum(value >= target for value in per_seed)
+
+
 def table(result):
     lines = [f"{result['task']}; accuracy on {result['accuracy_on']}, seeds {result['seeds']}",
-             f"{'method':<24} {'mean':>7} {'std':>6}   per seed"]
+             f"{'method':<24} {'mean':>7} {'std':>6} {'>=95%':>6}   per seed"]
     for name, row in result["accuracy"].items():
         label = "MPL teacher" if name == "mpl_teacher" else LABELS[name]
         values = " ".join(f"{100 * v:5.1f}" for v in row["per_seed"])
-        lines.append(f"{label:<24} {100 * row['mean']:6.1f}% {100 * row['std']:5.1f}   {values}")
+        solved = f"{seeds_at_least(row['per_seed'])}/{len(row['per_seed'])}"
+        lines.append(f"{label:<24} {100 * row['mean']:6.1f}% {100 * row['std']:5.1f} {solved:>6}   {values}")
     return "\n".join(lines)
 
 

@@ -8,13 +8,14 @@ returns. Here one `NonFiniteGuard` records the divergence and the checkpointing 
 
 import math
 import os
+import time
 
 import keras
 import tensorflow as tf
 
 from keras_cnn.distribute.checkpoint import MultiWorkerBackupAndRestore, chief_only_path
 
-__all__ = ["GuardedBackupAndRestore", "LastGoodCheckpoint", "NonFiniteGuard", "TrainingDiverged"]
+__all__ = ["EpochTimer", "GuardedBackupAndRestore", "LastGoodCheckpoint", "NonFiniteGuard", "TrainingDiverged"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,3 +113,34 @@ class LastGoodCheckpoint(keras.callbacks.Callback):
             if target == partial:
                 tf.io.gfile.rename(partial, self.filepath, overwrite=True)
         self.last_epoch = epoch + 1
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` and `train_seconds` to each epoch's logs (place it before the loggers).
+
+    `epoch_seconds` is the wall time of the epoch's training steps, validation excluded (the
+    clock stops at `on_test_begin` of fit's validation); `train_seconds` their running total
+    since this `fit` started (a resumed run starts again from 0). With per-epoch validation,
+    `history.csv` then gives time to accuracy directly.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0.0
+        self._start = None
+        self._train_end = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._train_end = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None and self._train_end is None:
+            self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._start is None or logs is None:
+            return
+        seconds = (self._train_end or time.perf_counter()) - self._start
+        self.total += seconds
+        logs["epoch_seconds"] = seconds
+        logs["train_seconds"] = self.total

@@ -42,8 +42,10 @@ DEFAULTS = {
     "eval_split": "eval",
     "preprocessing": "auto",  # "auto" (the dataset's: "cifar" / "imagenet"), "cifar", "imagenet", "none"
     "crop_fraction": 0.875,  # eval: resize to size / crop_fraction, then center crop
-    "randaugment": None,  # (num_ops, magnitude) or None
+    "randaugment": None,  # (num_ops, magnitude) or None: the reference RandAugment (keras_cnn.data.RandAugment)
     "random_erasing": 0.0,
+    "color_jitter": 0.0,  # GluonCV's brightness/contrast/saturation jitter strength (Bag of Tricks: 0.4)
+    "pca_lighting": 0.0,  # AlexNet-style PCA lighting noise std (Bag of Tricks: 0.1)
     "mixup_alpha": 0.0,
     "cutmix_alpha": 0.0,
     "download": False,  # let tfds download a missing dataset (never for ImageNet: manual download)
@@ -62,6 +64,9 @@ DEFAULTS = {
     "rho": 0.9,  # RMSProp decay
     "epsilon": None,  # optimizer epsilon (None: the optimizer's default)
     "weight_decay": 1e-4,
+    # "l2" (coupled: g + wd*w, what the papers and their code do), "decoupled" (Keras' AdamW-style
+    # w -= lr*wd*w) or "auto" (decoupled for adamw/lamb, l2 otherwise); see training.optimizers.
+    "weight_decay_mode": "auto",
     "no_bias_decay": True,
     "clipnorm": None,
     "ema": None,  # EMA momentum for the weights (e.g. 0.9999); evaluation then uses the EMA weights
@@ -100,7 +105,7 @@ METHOD_DEFAULTS = {
         "train_bn": False,  # False: BN layers stay frozen (inference mode) in unfrozen stages too
     },
     "mpl": {
-        "ssl_split": None,  # keras_cnn.data.SSL_SPLITS key or "digits_<N>" (required)
+        "ssl_split": None,  # keras_cnn.data.SSL_SPLITS key, "digits_<N>" or "fashion_mnist_<N>" (required)
         "labels_per_class": None,  # override the split's labels per class (int, or a fraction); None: the split's
         "mu": 7,  # unlabeled batch = mu * batch_size (the released code's `uda_data`)
         # `teacher` / `teacher_args` (DEFAULTS) name the teacher; None: the student's model and args.
@@ -111,7 +116,11 @@ METHOD_DEFAULTS = {
         "uda_weight": 8.0,  # the teacher's UDA consistency loss weight (0: none)
         "uda_temperature": 0.7,
         "uda_threshold": 0.6,  # None: no confidence mask
-        "hard_pseudo_labels": True,  # one-hot pseudo-labels (False: the teacher's probabilities)
+        # What the student fits: "sample" (one-hot draw from the teacher, the paper's REINFORCE
+        # derivation), "argmax" (one-hot argmax, MPL-pytorch) or "soft" (the teacher's probabilities,
+        # the release, whose MPL term then has zero gradient).
+        "pseudo_labels": "sample",
+        "uda_ramp_epochs": 0,  # the UDA weight ramps from 0 over this many epochs (the release's uda_steps)
         "feedback_baseline_momentum": 0.99,  # moving-average baseline of the feedback (None: none)
         "finetune_steps": 0,  # then the student is finetuned on labeled data alone (0: no finetuning)
         "finetune_learning_rate": 3e-5,
@@ -133,14 +142,19 @@ METHOD_DEFAULTS = {
         "balance_classes": False,  # duplicate / drop pseudo-labeled images to equal class counts
         "per_class": None,  # images per class when balancing (None: the largest class)
         "max_in_memory_gb": 16.0,  # refuse to hold more decoded images than this in memory
+        # Input size of each student round 1..rounds (None: image_size); the paper trains each
+        # EfficientNet at its own resolution (B1: 240).
+        "student_image_sizes": None,
     },
 }
 
 # Supervised keys the semi-supervised methods do not use (setting them is an error).
 METHOD_EXCLUDED = {
     "supervised": (),
-    "mpl": ("mixup_alpha", "cutmix_alpha", "teacher_weights", "distill_temperature", "distill_alpha"),
-    "noisy_student": ("mixup_alpha", "cutmix_alpha", "distill_temperature", "distill_alpha"),
+    "mpl": ("mixup_alpha", "cutmix_alpha", "teacher_weights", "distill_temperature", "distill_alpha",
+            "color_jitter", "pca_lighting"),
+    "noisy_student": ("mixup_alpha", "cutmix_alpha", "distill_temperature", "distill_alpha", "color_jitter",
+                      "pca_lighting"),
 }
 
 

@@ -17,9 +17,9 @@ A killed run continues from its last backed-up epoch when the same command is ru
 `deterministic=True` the resumed run is bit-identical to an uninterrupted one: op determinism is
 on and epoch `e`'s shuffling and per-image augmentation (crops, flips) draw from seeds of
 `(seed, e)` only, so the data of the resumed epoch are the ones the killed run would have seen.
-The batch-level Keras layers (RandAugment, RandomErasing, MixUp, CutMix) keep their own random
-state, which restarts from `seed` on a resume: with them a resumed run is equivalent in
-distribution, not bit-identical.
+The batch-level augmentation layers (colour jitter, PCA lighting, RandAugment, RandomErasing,
+MixUp, CutMix) keep their own random state, which restarts from `seed` on a resume: with them a
+resumed run is equivalent in distribution, not bit-identical.
 
 Fine-tuning a pretrained `backbone` (a weights tag of `model` or a trained `.keras` model; see
 `keras_cnn.training.transfer`) with `freeze_epochs` trains in two phases: the head alone with the
@@ -56,6 +56,7 @@ from keras_cnn.distribute.train_step import CLIPPING_UPSTREAM_ISSUE
 from keras_cnn.distribute.xla import choose_jit_compile, use_replica_xla
 from keras_cnn.registry import create_model
 from keras_cnn.training.callbacks import (
+    EpochTimer,
     GuardedBackupAndRestore,
     LastGoodCheckpoint,
     NonFiniteGuard,
@@ -72,6 +73,7 @@ from keras_cnn.validation import check_choice, check_positive_int
 __all__ = [
     "RunPaths",
     "TrainingDiverged",
+    "augment_layers",
     "check_common_config",
     "classification_metrics",
     "load_teacher",
@@ -177,9 +179,8 @@ def _pipelines(cfg, info, image_size, train_source, eval_source, *, steps_per_ep
     mixing = cfg["mixup_alpha"] > 0 or cfg["cutmix_alpha"] > 0
     one_hot = mixing or cfg["label_smoothing"] > 0 or cfg["teacher"] is not None
     def augment(seed):
-        if cfg["randaugment"] is None and not cfg["random_erasing"] > 0:
-            return None
-        return data.augment_layers(randaugment=cfg["randaugment"], random_erasing=cfg["random_erasing"], seed=seed)
+        layers = augment_layers(cfg, seed)
+        return layers or None
 
     common = dict(
         batch_size=cfg["batch_size"],
@@ -203,6 +204,12 @@ def _pipelines(cfg, info, image_size, train_source, eval_source, *, steps_per_ep
         train = data.make_pipeline(train_source, seed=cfg["seed"], augment=augment(cfg["seed"]), repeat=True,
                                    **train_args)
     return train, eval_pipeline(cfg, info, image_size, eval_source, one_hot=one_hot), one_hot, callbacks
+
+
+def augment_layers(cfg, seed):
+    """The batch-level augmentation of a config: colour jitter, PCA lighting, RandAugment, erasing."""
+    return data.augment_layers(randaugment=cfg["randaugment"], random_erasing=cfg["random_erasing"],
+                               color_jitter=cfg["color_jitter"], pca_lighting=cfg["pca_lighting"], seed=seed)
 
 
 def eval_pipeline(cfg, info, image_size, eval_source, *, one_hot=False):
@@ -305,6 +312,7 @@ def fit_callbacks(cfg, paths, strategy):
         guard,
         backup,
         LastGoodCheckpoint(paths.last_checkpoint, guard=guard),
+        EpochTimer(),  # before the loggers: history.csv gets epoch_seconds / train_seconds
         keras.callbacks.CSVLogger(paths.history, append=True),
         keras.callbacks.TensorBoard(paths.logs),
     ]
@@ -412,8 +420,8 @@ def _compile(cfg, model, info, image_size, strategy, *, one_hot, steps_per_epoch
                               warmup_epochs=min(cfg["warmup_epochs"], epochs - 1) if phase.start == 0 else 0,
                               **cfg["schedule_args"])
     optimizer = build_optimizer(
-        cfg["optimizer"], schedule, weight_decay=cfg["weight_decay"], no_bias_decay=cfg["no_bias_decay"],
-        model=model, momentum=cfg["momentum"], nesterov=cfg["nesterov"], rho=cfg["rho"],
+        cfg["optimizer"], schedule, weight_decay=cfg["weight_decay"], weight_decay_mode=cfg["weight_decay_mode"],
+        no_bias_decay=cfg["no_bias_decay"], model=model, momentum=cfg["momentum"], nesterov=cfg["nesterov"], rho=cfg["rho"],
         epsilon=cfg["epsilon"], ema=cfg["ema"], clipnorm=cfg["clipnorm"],
     )
     loss = classification_loss(label_smoothing=cfg["label_smoothing"], from_logits=True, sparse=not one_hot)

@@ -31,16 +31,18 @@ def non_negative_float(text):
     return value
 
 
-def int_tuple(length):
-    """A type parsing `length` comma-separated positive integers, e.g. `"8,16,32,64"`."""
+def int_tuple(length=None):
+    """A type parsing comma-separated positive integers, e.g. `"8,16,32,64"`: exactly `length`
+    of them, or any number >= 1 with `length=None`."""
 
     def parse(text):
         try:
             values = tuple(int(v) for v in text.split(","))
         except ValueError:
             values = ()
-        if len(values) != length or min(values) < 1:
-            raise argparse.ArgumentTypeError(f"must be {length} comma-separated positive integers, "
+        if not values or (length is not None and len(values) != length) or min(values) < 1:
+            count = "" if length is None else f"{length} "
+            raise argparse.ArgumentTypeError(f"must be {count}comma-separated positive integers, "
                                              f"received {text!r}")
         return values
 
