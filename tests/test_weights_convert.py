@@ -34,6 +34,10 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "data", "weights")
 with open(os.path.join(FIXTURES, "manifest.json")) as _handle:
     MANIFEST = json.load(_handle)["fixtures"]
 TOLERANCE = 1e-4
+# Plus float32 round-off relative to the outputs' scale: a random Inception-v3 has logits up to
+# 51 and aux logits up to 262, where summation order alone (oneDNN picks kernels per CPU) moves
+# the last digits by ~1e-4 (1.6e-4 measured here; other machines gave < 1e-4).
+RELATIVE_TOLERANCE = 1e-5
 # The generating script (numpy-only parts: generated kernels, conversion + comparison).
 TOOL = load_tool("make_weight_fixtures")
 XFAIL = {}  # fixture -> why its layout cannot match yet (none now)
@@ -109,13 +113,15 @@ def test_fixture_matches_reference_logits(fixture):
     entry = MANIFEST[fixture]
     _, logits, aux_logits = TOOL.converted_outputs(FIXTURES, fixture, entry, checkpoint=fixture_checkpoint(fixture))
     delta = TOOL.output_delta(FIXTURES, fixture, logits, aux_logits)
-    reference = np.load(fixture_path(fixture, ".npz"))["logits"]
-    print(f"{fixture}: max |delta| = {delta:.2e}")
+    stored = np.load(fixture_path(fixture, ".npz"))
+    reference = stored["logits"]
+    scale = max(float(np.abs(stored[key]).max()) for key in ("logits", "aux_logits") if key in stored)
+    print(f"{fixture}: max |delta| = {delta:.2e} (largest output {scale:.1f})")
     # The reference is informative: logits spread over classes and images (random deep
     # EfficientNets lose most of the input's signal: theirs differ by 2e-3 to 2e-2).
     assert reference.std() > 0.05
     assert np.abs(reference[0] - reference[1]).max() > 10 * TOLERANCE
-    assert delta < TOLERANCE
+    assert delta < TOLERANCE + RELATIVE_TOLERANCE * scale
 
 
 def test_fixtures_cover_every_resnet_layout_and_stay_small():
