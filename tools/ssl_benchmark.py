@@ -456,6 +456,7 @@ def save_plot(path, result):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     settings = sorted(result["settings"].values(), key=lambda s: s["labels_per_class"])
     xs = [s["labels_per_class"] for s in settings]
@@ -470,6 +471,7 @@ def save_plot(path, result):
     ax.set_xscale("log")
     ax.set_xticks(xs)
     ax.set_xticklabels([str(x) for x in xs])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("labels per class")
     ax.set_ylabel("test accuracy (%)")
     seeds = sorted({s.get("seeds_done", len(result["seeds"])) for s in settings})
