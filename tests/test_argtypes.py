@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from keras_cnn.utils.argtypes import int_tuple, non_negative_float, positive_int
+from keras_cnn.utils.argtypes import int_tuple, name_value, non_negative_float, positive_int
 
 
 def test_valid_values_parse():
@@ -12,6 +12,8 @@ def test_valid_values_parse():
     assert non_negative_float("0") == 0.0
     assert non_negative_float("2.5") == 2.5
     assert int_tuple(4)("8,16,32,64") == (8, 16, 32, 64)
+    assert dict(map(name_value, ["uda_threshold=None", "uda_weight = 0.5", "pseudo_labels=argmax"])) == {
+        "uda_threshold": None, "uda_weight": 0.5, "pseudo_labels": "argmax"}
 
 
 @pytest.mark.parametrize(
@@ -28,6 +30,8 @@ def test_valid_values_parse():
         (int_tuple(4), "8,16,32"),
         (int_tuple(4), "8,16,32,0"),
         (int_tuple(2), "a,b"),
+        (name_value, "uda_weight"),
+        (name_value, "=1"),
     ],
 )
 def test_bad_text_is_a_usage_error_quoting_it(parse, text):

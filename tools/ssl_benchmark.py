@@ -51,7 +51,6 @@ decay) as the UDA/MPL CIFAR setups, and `mixed_bfloat16`.
 """
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -74,7 +73,7 @@ from keras_cnn.ssl.noisy_student import noisy_student, steps_per_epoch  # noqa: 
 from keras_cnn.ssl.pseudo_labels import PseudoLabelModel  # noqa: E402
 from keras_cnn.ssl.uda import UDA  # noqa: E402
 from keras_cnn.training import build_optimizer, warmup_cosine  # noqa: E402
-from keras_cnn.utils.argtypes import int_tuple, non_negative_float, positive_int  # noqa: E402
+from keras_cnn.utils.argtypes import int_tuple, name_value, non_negative_float, positive_int  # noqa: E402
 
 METHODS = ("supervised", "pseudo_labels", "uda", "noisy_student", "mpl")
 ROWS = ("supervised", "pseudo_labels", "uda", "noisy_student", "mpl_no_finetune", "mpl")
@@ -134,7 +133,7 @@ def parse_args(argv):
     parser.add_argument("--planes", type=int_tuple(4))
     parser.add_argument("--precision", choices=("float32", "mixed_bfloat16", "mixed_float16"))
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
-    parser.add_argument("--mpl-option", action="append", default=[], metavar="NAME=VALUE",
+    parser.add_argument("--mpl-option", action="append", default=[], type=name_value, metavar="NAME=VALUE",
                         help="override a MetaPseudoLabels argument (default: none, the library's defaults)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke settings: " + json.dumps(QUICK))
     parser.add_argument("--json", help="write the results as JSON here")
@@ -165,13 +164,7 @@ def parse_args(argv):
     if not methods or any(m not in METHODS for m in methods):
         parser.error(f"--methods must be a subset of {','.join(METHODS)}, received {args.methods!r}")
     args.methods = methods
-    args.mpl_options = {}
-    for item in args.mpl_option:
-        name, _, text = item.partition("=")
-        try:
-            args.mpl_options[name.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            args.mpl_options[name.strip()] = text.strip()
+    args.mpl_options = dict(args.mpl_option)
     return args
 
 

@@ -32,7 +32,6 @@ labeled points marked; needs matplotlib, imported only then) and a JSON (`--json
 """
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -48,7 +47,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_cnn.ssl.mpl import MetaPseudoLabels  # noqa: E402
 from keras_cnn.ssl.pseudo_labels import PseudoLabelModel  # noqa: E402
-from keras_cnn.utils.argtypes import non_negative_float, positive_int  # noqa: E402
+from keras_cnn.utils.argtypes import name_value, non_negative_float, positive_int  # noqa: E402
 
 METHODS = ("supervised", "pseudo_labels", "mpl")
 LABELS = {"supervised": "Supervised", "pseudo_labels": "Pseudo-Labels", "mpl": "Meta Pseudo Labels"}
@@ -71,7 +70,7 @@ def parse_args(argv):
     parser.add_argument("--pl-alpha", type=non_negative_float, default=3.0, help="final pseudo-label weight")
     parser.add_argument("--jitter", type=non_negative_float, default=0.2,
                         help="std of the MPL strong view's Gaussian jitter (standardised units)")
-    parser.add_argument("--mpl-option", action="append", default=[], metavar="NAME=VALUE",
+    parser.add_argument("--mpl-option", action="append", default=[], type=name_value, metavar="NAME=VALUE",
                         help="override a MetaPseudoLabels argument (default: none, the library's defaults), "
                              "e.g. --mpl-option uda_threshold=None")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
@@ -83,13 +82,7 @@ def parse_args(argv):
     if unknown or not methods:
         parser.error(f"--methods must be a subset of {','.join(METHODS)}, received {args.methods!r}")
     args.methods = methods
-    args.mpl_options = {}
-    for item in args.mpl_option:
-        name, _, text = item.partition("=")
-        try:
-            args.mpl_options[name.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            args.mpl_options[name.strip()] = text.strip()
+    args.mpl_options = dict(args.mpl_option)
     return args
 
 

@@ -5,6 +5,7 @@ turns into a usage message naming the option and the received text.
 """
 
 import argparse
+import ast
 
 
 def _number(text, kind):
@@ -47,3 +48,15 @@ def int_tuple(length=None):
         return values
 
     return parse
+
+
+def name_value(text):
+    """`NAME=VALUE` as `(name, value)`: VALUE a Python literal (`0.5`, `None`, `'argmax'`) or,
+    when it is not one, the bare string. `dict()` of a repeated option gives keyword arguments."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE, received {text!r}")
+    try:
+        return name.strip(), ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        return name.strip(), value.strip()
