@@ -62,7 +62,8 @@ def _train(args):
     except ValueError as error:
         print(f"keras-cnn train: error: {error}", file=sys.stderr)
         return 2
-    from keras_cnn.training.runner import TrainingDiverged, train
+    from keras_cnn.jobs import train
+    from keras_cnn.training.callbacks import TrainingDiverged
 
     output = args.output or os.path.join("runs", args.recipe)
     strategy = args.strategy

@@ -129,3 +129,43 @@ def test_nan_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_p
     assert arrays and all(np.isfinite(a).all() for a in arrays if np.issubdtype(np.asarray(a).dtype, np.floating))
     # The backup of the last good epoch survives for a resume.
     assert json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+
+
+def _imports(package):
+    """`{module file: names it imports}` over a package's source (every import statement, any depth)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "keras_cnn" / package
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        found[path.name] = names
+    return found
+
+
+def test_job_layer_sits_above_training_and_ssl():
+    from keras_cnn import jobs
+    from keras_cnn.training.config import METHODS
+
+    assert tuple(jobs.TRAINERS) == METHODS  # every method has a job
+    with pytest.raises(ValueError, match=r"`method` must be one of .*received method='mlp'"):
+        jobs.trainer_for("mlp")
+    # keras_cnn.training never imports keras_cnn.ssl; keras_cnn.ssl never imports the supervised
+    # runner nor the job layer. The one upward import: training.runner.train's call into jobs.
+    for name, imported in _imports("training").items():
+        assert not {m for m in imported if m.startswith("keras_cnn.ssl")}, name
+        assert not {m for m in imported if m.startswith("keras_cnn.jobs")} or name == "runner.py", name
+    for name, imported in _imports("ssl").items():
+        assert not imported & {"keras_cnn.training.runner", "keras_cnn.jobs"}, name
+    for probe in ("import sys, keras_cnn.training.runner, keras_cnn.training.run; "
+                  "assert not [m for m in sys.modules if m.startswith(('keras_cnn.ssl', 'keras_cnn.jobs'))]",
+                  "import sys, keras_cnn.ssl.runner; "
+                  "assert not [m for m in sys.modules if m in ('keras_cnn.training.runner', 'keras_cnn.jobs')]"):
+        proc = subprocess.run([sys.executable, "-c", probe], env=_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]

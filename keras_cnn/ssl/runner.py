@@ -1,10 +1,12 @@
 """The semi-supervised jobs behind `keras-cnn train` (TensorFlow-specific: tf.data, tf.distribute).
 
-`keras_cnn.training.runner.train` hands a config whose `"method"` is `"mpl"` or
-`"noisy_student"` to `train_ssl`; the keys are `keras_cnn.training.config.defaults_for(method)`.
-Both jobs reuse the supervised runner's pieces (run directory, resume, NaN guard, logs, final
-artifacts) and write the same files: `model.keras` / `saved_model/` are the final **student**
-(logits out), `results.json` marks the run finished.
+`keras_cnn.jobs.train` hands a config whose `"method"` is `"mpl"` or `"noisy_student"` to
+`train_mpl` / `train_noisy_student` (`TRAINERS`); the keys are
+`keras_cnn.training.config.defaults_for(method)`. Both jobs build on the pieces every job shares
+(`keras_cnn.training.run`: run directory, resume, NaN guard, logs, optimizer, final artifacts;
+never the supervised runner) and write the same files: `model.keras` / `saved_model/` are the
+final **student** (logits out), `results.json` marks the run finished. Their finished stages
+(the MPL student before finetuning, Noisy Student's rounds) are `RunPaths.stage`s.
 
 **Meta Pseudo Labels** (`"mpl"`): the labeled and unlabeled streams of `ssl_split`
 (`keras_cnn.data.ssl_datasets`) become batches `((x_l, y_l), (x_u_weak, x_u_strong))`: labeled
@@ -44,7 +46,6 @@ import keras
 import tensorflow as tf
 
 from keras_cnn import data
-from keras_cnn.distribute import checkpoint as ckpt
 from keras_cnn.distribute.precision import set_precision
 from keras_cnn.distribute.xla import choose_jit_compile
 from keras_cnn.registry import create_model
@@ -53,25 +54,22 @@ from keras_cnn.ssl.noisy_student import noisy_student, round_dir
 from keras_cnn.ssl.pseudo_labels import PSEUDO_LABEL_MODES
 from keras_cnn.training.callbacks import NonFiniteGuard, TrainingDiverged
 from keras_cnn.training.config import resolve_config
-from keras_cnn.training.optimizers import build_optimizer
-from keras_cnn.training.runner import (
-    RunPaths,
-    check_common_config,
+from keras_cnn.training.run import (
     classification_metrics,
     eval_pipeline,
-    finished_results,
     fit_callbacks,
     load_teacher,
+    optimizer_from_config,
     raise_if_diverged,
-    resolve_strategy,
-    run_context,
+    run_job,
+    scaled_learning_rate,
     write_artifacts,
     write_json,
 )
-from keras_cnn.training.schedules import build_schedule, scale_learning_rate
+from keras_cnn.training.schedules import build_schedule
 from keras_cnn.validation import check_choice, check_positive_int, check_positive_number
 
-__all__ = ["MPL_STAGE_FILE", "train_ssl"]
+__all__ = ["MPL_STAGE_FILE", "TRAINERS", "train_mpl", "train_noisy_student", "train_ssl"]
 
 LOGGER = logging.getLogger("keras_cnn.train")
 
@@ -123,20 +121,6 @@ def _schedule_in_steps(cfg, learning_rate, *, total_steps, warmup_steps, steps_p
         args["boundaries_epochs"] = [b * steps_per_epoch for b in args["boundaries_epochs"]]
     return build_schedule(cfg["schedule"], learning_rate, steps_per_epoch=1, epochs=total_steps,
                           warmup_epochs=warmup_steps, **args)
-
-
-def _scaled(cfg, learning_rate):
-    if cfg["base_batch_size"] is None:
-        return learning_rate
-    return scale_learning_rate(learning_rate, cfg["batch_size"], cfg["base_batch_size"])
-
-
-def _optimizer(cfg, schedule, model, *, ema):
-    return build_optimizer(
-        cfg["optimizer"], schedule, weight_decay=cfg["weight_decay"], weight_decay_mode=cfg["weight_decay_mode"],
-        no_bias_decay=cfg["no_bias_decay"], model=model, momentum=cfg["momentum"], nesterov=cfg["nesterov"], rho=cfg["rho"], epsilon=cfg["epsilon"],
-        ema=ema, clipnorm=cfg["clipnorm"], global_clipnorm=cfg.get("global_clipnorm"),
-    )
 
 
 def _teacher_spec(cfg):
@@ -195,15 +179,9 @@ def train_ssl(config, *, output_dir, strategy="auto", data_dir=None, verbose="au
         TrainingDiverged: A loss became NaN/inf; the last good checkpoint and backup are kept.
     """
     cfg = resolve_config(config)
-    check_common_config(cfg)
-    jobs = {"mpl": _train_mpl, "noisy_student": _train_noisy_student}
-    check_choice("method", cfg["method"], tuple(jobs))
-    paths = RunPaths(os.fspath(output_dir))
-    finished = finished_results(paths, restart)
-    if finished is not None:
-        return finished
-    with run_context(cfg):
-        return jobs[cfg["method"]](cfg, paths, resolve_strategy(strategy), data_dir, verbose)
+    check_choice("method", cfg["method"], tuple(TRAINERS))
+    return run_job(TRAINERS[cfg["method"]], cfg, output_dir=output_dir, strategy=strategy, data_dir=data_dir,
+                   verbose=verbose, restart=restart)
 
 
 # --- Meta Pseudo Labels -------------------------------------------------------------------------
@@ -244,8 +222,19 @@ def _mpl_pipelines(cfg, info, image_size, labeled, unlabeled, seed):
     return tf.data.Dataset.zip((labeled_ds, unlabeled_ds)).prefetch(tf.data.AUTOTUNE)
 
 
-def _train_mpl(cfg, paths, strategy, data_dir, verbose):
-    _check_mpl(cfg)
+def train_mpl(cfg, paths, strategy, data_dir, verbose):
+    """The Meta Pseudo Labels job (module docstring), run by `keras_cnn.training.run.run_job`.
+
+    Args:
+        cfg: A resolved `"mpl"` config (checked by `train_mpl.check`).
+        paths: The run's `RunPaths`.
+        strategy: A `tf.distribute.Strategy`.
+        data_dir: tfds data directory (`None`: tfds' default).
+        verbose: `fit`'s verbosity.
+
+    Returns:
+        The results dict (also written to `results.json`).
+    """
     info = data.get_dataset_info(cfg["dataset"])
     image_size = cfg["image_size"] or info.image_size
     precision = set_precision(strategy, cfg["precision"])
@@ -262,8 +251,8 @@ def _train_mpl(cfg, paths, strategy, data_dir, verbose):
     eval_ds = eval_pipeline(cfg, info, image_size, eval_source)
     input_shape = (image_size, image_size, 3)
     teacher_name, teacher_args = _teacher_spec(cfg)
-    stage_file = os.path.join(paths.root, MPL_STAGE_FILE)
-    mpl_done = tf.io.gfile.exists(stage_file)
+    stage = paths.stage(MPL_STAGE_FILE)
+    mpl_done = stage.done
 
     with strategy.scope():
         student = create_model(cfg["model"], classes=info.num_classes, input_shape=input_shape,
@@ -273,7 +262,7 @@ def _train_mpl(cfg, paths, strategy, data_dir, verbose):
     initial_epoch, train_seconds, steps = 0, 0.0, {}
     if mpl_done:
         LOGGER.info("%s: the MPL stage is finished (%s); finetuning", paths.root, MPL_STAGE_FILE)
-        student.load_weights(stage_file)
+        stage.load(student)
     else:
         guard, backup, callbacks = fit_callbacks(cfg, paths, strategy)
         initial_epoch = min(backup.resume_epoch(), cfg["epochs"] - 1)
@@ -284,11 +273,11 @@ def _train_mpl(cfg, paths, strategy, data_dir, verbose):
             teacher = create_model(teacher_name, classes=info.num_classes, input_shape=input_shape,
                                    classifier_activation=None, **teacher_args)
             teacher_schedule = _schedule_in_steps(
-                cfg, _scaled(cfg, cfg["teacher_learning_rate"]), total_steps=total_steps,
+                cfg, scaled_learning_rate(cfg, cfg["teacher_learning_rate"]), total_steps=total_steps,
                 warmup_steps=_steps(cfg["teacher_warmup_epochs"], steps_per_epoch), steps_per_epoch=steps_per_epoch)
             # The student's schedule runs after its wait (MetaPseudoLabels wraps it in a StudentWaitSchedule).
             student_schedule = _schedule_in_steps(
-                cfg, _scaled(cfg, cfg["learning_rate"]), total_steps=total_steps - wait_steps,
+                cfg, scaled_learning_rate(cfg, cfg["learning_rate"]), total_steps=total_steps - wait_steps,
                 warmup_steps=_steps(cfg["warmup_epochs"], steps_per_epoch), steps_per_epoch=steps_per_epoch)
             mpl = MetaPseudoLabels(
                 teacher, student, uda_weight=cfg["uda_weight"], uda_temperature=cfg["uda_temperature"],
@@ -299,8 +288,9 @@ def _train_mpl(cfg, paths, strategy, data_dir, verbose):
             metrics = ["accuracy"]
             if info.num_classes >= 100:
                 metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-            mpl.compile(teacher_optimizer=_optimizer(cfg, teacher_schedule, teacher, ema=None),
-                        student_optimizer=_optimizer(cfg, student_schedule, student, ema=cfg["ema"]),
+            mpl.compile(teacher_optimizer=optimizer_from_config(cfg, teacher_schedule, teacher, ema=None, global_clipnorm=cfg["global_clipnorm"]),
+                        student_optimizer=optimizer_from_config(cfg, student_schedule, student, ema=cfg["ema"],
+                                                                  global_clipnorm=cfg["global_clipnorm"]),
                         metrics=metrics, jit_compile=jit)
         validation = {}
         if cfg["validation_freq"]:
@@ -313,12 +303,7 @@ def _train_mpl(cfg, paths, strategy, data_dir, verbose):
         steps = {"teacher_steps": int(mpl.optimizer.iterations.numpy()),
                  "student_steps": int(mpl.student_optimizer.iterations.numpy())}
         mpl.finalize_student()  # the student's EMA weights, as the released code evaluates
-        # Written next to its final path and renamed over it (the chief writes; every worker saves).
-        partial = stage_file[: -len(".weights.h5")] + ".partial.weights.h5"
-        with ckpt.chief_only_path(partial, strategy) as target:
-            student.save_weights(target)
-            if target == partial:
-                tf.io.gfile.rename(partial, stage_file, overwrite=True)
+        stage.save(student, strategy)  # finetuning a resumed run starts from here
 
     before = _evaluate_student(student, eval_ds, info.num_classes, strategy)
     finetune_seconds = 0.0
@@ -432,8 +417,19 @@ def _round_sizes(cfg, image_size):
     return [image_size] + list(cfg["student_image_sizes"] or [image_size] * cfg["rounds"])
 
 
-def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
-    _check_noisy_student(cfg)
+def train_noisy_student(cfg, paths, strategy, data_dir, verbose):
+    """The Noisy Student job (module docstring), run by `keras_cnn.training.run.run_job`.
+
+    Args:
+        cfg: A resolved `"noisy_student"` config (checked by `train_noisy_student.check`).
+        paths: The run's `RunPaths`.
+        strategy: A `tf.distribute.Strategy`.
+        data_dir: tfds data directory (`None`: tfds' default).
+        verbose: `fit`'s verbosity.
+
+    Returns:
+        The results dict (also written to `results.json`).
+    """
     info = data.get_dataset_info(cfg["dataset"])
     image_size = cfg["image_size"] or info.image_size
     round_sizes = _round_sizes(cfg, image_size)
@@ -483,7 +479,7 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
         with strategy.scope():
             teacher = load_teacher({**cfg, "teacher": teacher_name, "teacher_args": teacher_args},
                                    info.num_classes, image_size)
-    rounds_dir = os.path.join(paths.root, _ROUNDS_DIR)
+    rounds_dir = paths.stage(_ROUNDS_DIR).path  # noisy_student resumes its rounds there
 
     def build_student(k, **model_noise):
         if k == 0:
@@ -497,11 +493,11 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
 
     def compile_student(model, steps_per_epoch):
         # `steps_per_epoch` counts the round's training set after filtering and balancing.
-        schedule = build_schedule(cfg["schedule"], _scaled(cfg, cfg["learning_rate"]), steps_per_epoch=steps_per_epoch,
+        schedule = build_schedule(cfg["schedule"], scaled_learning_rate(cfg, cfg["learning_rate"]), steps_per_epoch=steps_per_epoch,
                                   epochs=cfg["epochs"], warmup_epochs=cfg["warmup_epochs"], **cfg["schedule_args"])
         # No label smoothing in the loss: noisy_student smooths the one-hot targets only (the
         # released code leaves soft pseudo-labels unsmoothed).
-        model.compile(optimizer=_optimizer(cfg, schedule, model, ema=cfg["ema"]),
+        model.compile(optimizer=optimizer_from_config(cfg, schedule, model, ema=cfg["ema"]),
                       loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                       jit_compile=_jit(cfg, model, strategy))
@@ -550,3 +546,10 @@ def _train_noisy_student(cfg, paths, strategy, data_dir, verbose):
     }
     write_artifacts(student, results, paths, strategy)
     return results
+
+
+train_mpl.check = _check_mpl
+train_noisy_student.check = _check_noisy_student
+
+# The semi-supervised jobs by method (`keras_cnn.jobs.TRAINERS` adds the supervised one).
+TRAINERS = {"mpl": train_mpl, "noisy_student": train_noisy_student}
