@@ -10,17 +10,20 @@ batch 64, 300 epochs, learning rate 0.1 divided by 10 at 50 % and 75 % of traini
 def config():
     return {
         "model": "densenet_bc_100_12",
-        "dataset": "cifar10",
-        "image_size": 32,
-        "epochs": 300,
-        "batch_size": 64,
-        "optimizer": "sgd",
-        "momentum": 0.9,
-        "nesterov": True,
-        "learning_rate": 0.1,
-        "base_batch_size": None,
-        "weight_decay": 1e-4,
-        "no_bias_decay": False,
-        "schedule": "step",
-        "schedule_args": {"boundaries_epochs": (150, 225), "factor": 0.1},
+        "data": {"dataset": "cifar10", "image_size": 32},
+        "schedule": {
+            "epochs": 300,
+            "batch_size": 64,
+            "name": "step",
+            "args": {"boundaries_epochs": (150, 225), "factor": 0.1},
+        },
+        "optim": {
+            "name": "sgd",
+            "momentum": 0.9,
+            "nesterov": True,
+            "learning_rate": 0.1,
+            "base_batch_size": None,
+            "weight_decay": 1e-4,
+            "no_bias_decay": False,
+        },
     }

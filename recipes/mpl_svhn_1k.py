@@ -14,6 +14,8 @@ preprocessing (pad-crop + flip) is the only cropping one: a no-flip kind is a fo
 
 from keras_cnn.recipes import mpl_cifar10_4k
 
+from keras_cnn.training.config import merge
+
 
 def config():
-    return {**mpl_cifar10_4k.config(), "dataset": "svhn", "ssl_split": "svhn_1k"}
+    return merge(mpl_cifar10_4k.config(), {"data": {"dataset": "svhn"}, "mpl": {"ssl_split": "svhn_1k"}})

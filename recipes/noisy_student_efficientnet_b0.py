@@ -38,23 +38,24 @@ x labeled, B1: 3) become one mixed stream (`keras_cnn.ssl.noisy_student`).
 
 from keras_cnn.recipes import efficientnet_b0_imagenet
 
+from keras_cnn.training.config import merge
+
 
 def config():
-    base = efficientnet_b0_imagenet.config()
-    return {
-        **base,
+    return merge(efficientnet_b0_imagenet.config(), {
         "method": "noisy_student",
         "model": "efficientnet_b0",
         "model_args": {"bn_momentum": 0.99, "drop_path_rate": 0.2, "dropout": 0.5},
-        "student_models": ("efficientnet_b0", "efficientnet_b1"),
-        "student_image_sizes": (224, 240),
-        "rounds": 2,
-        "unlabeled": "train_images",
-        "randaugment": (2, 9),
-        "epochs": 700,
-        "schedule_args": {"decay_rate": 0.97, "decay_epochs": 4.8},
-        "pseudo_label_mode": "soft",
-        "pseudo_label_threshold": 0.3,
-        "balance_classes": True,
-        "per_class": None,
-    }
+        "noisy_student": {
+            "student_models": ("efficientnet_b0", "efficientnet_b1"),
+            "student_image_sizes": (224, 240),
+            "rounds": 2,
+            "unlabeled": "train_images",
+            "pseudo_label_mode": "soft",
+            "pseudo_label_threshold": 0.3,
+            "balance_classes": True,
+            "per_class": None,
+        },
+        "augment": {"randaugment": (2, 9)},
+        "schedule": {"epochs": 700, "args": {"decay_rate": 0.97, "decay_epochs": 4.8}},
+    })

@@ -12,11 +12,10 @@ The teacher's trained weights are required: `--set teacher_weights=PATH` (a `.ke
 
 from keras_cnn.recipes import resnet50d_bag_of_tricks
 
+from keras_cnn.training.config import merge
+
 
 def config():
-    return {
-        **resnet50d_bag_of_tricks.config(),
-        "teacher": "resnet152d",
-        "distill_temperature": 20.0,
-        "distill_alpha": 0.5,
-    }
+    return merge(resnet50d_bag_of_tricks.config(), {
+        "distill": {"teacher": "resnet152d", "temperature": 20.0, "alpha": 0.5},
+    })

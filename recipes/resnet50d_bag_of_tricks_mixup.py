@@ -6,6 +6,8 @@ because the mixed examples ask for a longer training progress to converge better
 
 from keras_cnn.recipes import resnet50d_bag_of_tricks
 
+from keras_cnn.training.config import merge
+
 
 def config():
-    return {**resnet50d_bag_of_tricks.config(), "mixup_alpha": 0.2, "epochs": 200}
+    return merge(resnet50d_bag_of_tricks.config(), {"augment": {"mixup_alpha": 0.2}, "schedule": {"epochs": 200}})

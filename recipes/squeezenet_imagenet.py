@@ -11,16 +11,14 @@ parameter; 50 % dropout after fire9 (the model's default).
 def config():
     return {
         "model": "squeezenet1_0",
-        "dataset": "imagenet",
-        "image_size": 224,
-        "epochs": 68,
-        "batch_size": 512,
-        "optimizer": "sgd",
-        "momentum": 0.9,
-        "learning_rate": 0.04,
-        "base_batch_size": None,
-        "weight_decay": 2e-4,
-        "no_bias_decay": False,
-        "schedule": "poly",
-        "schedule_args": {"power": 1.0},
+        "data": {"dataset": "imagenet", "image_size": 224},
+        "schedule": {"epochs": 68, "batch_size": 512, "name": "poly", "args": {"power": 1.0}},
+        "optim": {
+            "name": "sgd",
+            "momentum": 0.9,
+            "learning_rate": 0.04,
+            "base_batch_size": None,
+            "weight_decay": 2e-4,
+            "no_bias_decay": False,
+        },
     }

@@ -10,17 +10,20 @@ the semi-supervised CIFAR-10-4K benchmarks (Oliver et al. 2018; MPL, UDA).
 def config():
     return {
         "model": "wrn_28_2",
-        "dataset": "cifar10",
-        "image_size": 32,
-        "epochs": 200,
-        "batch_size": 128,
-        "optimizer": "sgd",
-        "momentum": 0.9,
-        "nesterov": True,
-        "learning_rate": 0.1,
-        "base_batch_size": None,
-        "weight_decay": 5e-4,
-        "no_bias_decay": False,
-        "schedule": "step",
-        "schedule_args": {"boundaries_epochs": (60, 120, 160), "factor": 0.2},
+        "data": {"dataset": "cifar10", "image_size": 32},
+        "schedule": {
+            "epochs": 200,
+            "batch_size": 128,
+            "name": "step",
+            "args": {"boundaries_epochs": (60, 120, 160), "factor": 0.2},
+        },
+        "optim": {
+            "name": "sgd",
+            "momentum": 0.9,
+            "nesterov": True,
+            "learning_rate": 0.1,
+            "base_batch_size": None,
+            "weight_decay": 5e-4,
+            "no_bias_decay": False,
+        },
     }

@@ -35,7 +35,9 @@ def test_every_recipe_is_listed():
 def test_recipe_is_plain_data_with_a_source(name):
     module = importlib.import_module(f"keras_cnn.recipes.{name}")
     raw = module.config()
-    assert isinstance(raw, dict) and set(raw) <= set(config_lib.defaults_for("supervised"))
+    # Recipes are nested (sections); their flat keys (`resolve_config`'s) are the method's keys.
+    assert isinstance(raw, dict) and set(raw) <= {"method", "model", "model_args", "weights", *config_lib.SECTIONS}
+    assert set(config_lib.resolve_config(raw)) <= set(config_lib.defaults_for("supervised"))
     cfg = config_lib.load_recipe(name)
     assert set(cfg) == set(config_lib.defaults_for("supervised"))
     # Every recipe names its source (a paper with its year, or the base recipe it derives from).

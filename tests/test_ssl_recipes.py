@@ -28,7 +28,9 @@ def test_ssl_recipes_are_listed_with_their_method():
         assert name in names
         module = importlib.import_module(f"keras_cnn.recipes.{name}")
         raw = module.config()
-        assert raw["method"] == method and set(raw) <= set(config_lib.defaults_for(method))
+        # Nested recipes (sections); their flat keys are the method's keys.
+        assert set(raw) <= {"method", "model", "model_args", "weights", *config_lib.SECTIONS}
+        assert raw["method"] == method and set(config_lib.resolve_config(raw)) <= set(config_lib.defaults_for(method))
         assert set(config_lib.load_recipe(name)) == set(config_lib.defaults_for(method))
         assert re.search(r"(19|20)\d\d", module.__doc__ or ""), f"{name} docstring names no source"
     # Every other recipe is supervised and keeps exactly the supervised keys.

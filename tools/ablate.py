@@ -54,10 +54,11 @@ def row_configs(epochs=None, extra=()):
     Returns:
         A list of `(row name, config)`.
     """
-    base = apply_overrides(load_recipe(RECIPE), list(extra))
+    # Flat dicts while the rows are built (`resolve_config` checks and copies each row).
+    base = dict(apply_overrides(load_recipe(RECIPE), list(extra)))
     if epochs is not None:
         base["epochs"] = epochs
-    config = resolve_config({**base, **BASELINE})
+    config = dict(resolve_config({**base, **BASELINE}))
     epochs = config["epochs"]
     boundaries = tuple(b for b in sorted({max(1, epochs // 2), max(1, 3 * epochs // 4)}) if b < epochs)
     if boundaries:
@@ -67,13 +68,13 @@ def row_configs(epochs=None, extra=()):
     config["model_args"] = {**config["model_args"], "zero_gamma": False}
     rows = []
     for name, change in ROWS:
-        config = resolve_config(config)
+        config = dict(resolve_config(config))
         for key, value in change.items():
             if key == "zero_gamma":
                 config["model_args"]["zero_gamma"] = value
             else:
                 config[key] = value
-        rows.append((name, config))
+        rows.append((name, resolve_config(config)))
     return rows
 
 
@@ -83,7 +84,7 @@ def run(rows, seeds, log=print):
     Returns:
         A list of dicts: row, accuracies (one per seed), mean, std, seconds.
     """
-    from keras_cnn.training.runner import train
+    from keras_cnn.jobs import train
 
     results = []
     for name, config in rows:

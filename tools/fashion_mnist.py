@@ -1,7 +1,7 @@
 """Fashion-MNIST supervised results: the `fashion_mnist_*` recipes trained by `keras-cnn train`'s job,
 next to the public benchmark table, with the time to reach 93 % test accuracy.
 
-Trains a recipe (default `fashion_mnist_resnet18`) for each seed with `keras_cnn.training.runner.train`
+Trains a recipe (default `fashion_mnist_resnet18`) for each seed with `keras_cnn.jobs.train`
 (the same job as `keras-cnn train`, one run directory per seed), or summarises finished run
 directories (`--run DIR`, repeatable). From each run's `history.csv` (per-epoch validation on
 the 10,000 test images; `epoch_seconds` / `train_seconds` are the training steps' wall time,
@@ -74,8 +74,11 @@ def time_to_accuracy(history, target):
 def summarise_run(directory, target):
     with open(os.path.join(directory, "results.json")) as file:
         results = json.load(file)
+    from keras_cnn.training.config import resolve_config
+
     with open(os.path.join(directory, "config.json")) as file:
-        config = json.load(file)
+        # Nested (sections) since the typed configs, flat before: either reads as flat keys.
+        config = resolve_config(json.load(file))
     history = read_history(os.path.join(directory, "history.csv"))
     reached = time_to_accuracy(history, target)
     return {
@@ -98,8 +101,8 @@ def summarise_run(directory, target):
 
 
 def train_runs(args):
+    from keras_cnn.jobs import train
     from keras_cnn.training import config as config_lib
-    from keras_cnn.training.runner import train
 
     directories = []
     for seed in range(args.seeds):

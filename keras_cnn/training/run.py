@@ -46,9 +46,10 @@ from keras_cnn.training.callbacks import (
     NonFiniteGuard,
     TrainingDiverged,
 )
+from keras_cnn.training.config import resolve_config
 from keras_cnn.training.optimizers import build_optimizer
 from keras_cnn.training.schedules import scale_learning_rate
-from keras_cnn.validation import check_choice, check_positive_int
+from keras_cnn.validation import check_choice
 
 __all__ = [
     "STAGES",
@@ -171,42 +172,49 @@ class RunPaths:
 
 
 def check_common_config(cfg):
-    """Checks the keys every method uses (`ValueError` naming the key and the value)."""
-    check_positive_int("epochs", cfg["epochs"])
-    check_positive_int("batch_size", cfg["batch_size"])
-    for key in ("steps_per_epoch", "eval_steps", "image_size"):
-        if cfg[key] is not None:
-            check_positive_int(key, cfg[key])
-    if isinstance(cfg["validation_freq"], bool) or not isinstance(cfg["validation_freq"], int) \
-            or cfg["validation_freq"] < 0:
-        raise ValueError(f"`validation_freq` must be an int >= 0, received validation_freq={cfg['validation_freq']!r}")
-    check_choice("preprocessing", cfg["preprocessing"], ("auto", "cifar", "imagenet", "none"))
-    if cfg["jit_compile"] not in ("auto", True, False):
-        raise ValueError(f"`jit_compile` must be 'auto', True or False, received jit_compile={cfg['jit_compile']!r}")
+    """Checks the sections every method uses (`ValueError` naming the key and the value).
+
+    Args:
+        cfg: A config (resolved here).
+    """
+    cfg = resolve_config(cfg)
+    for section in ("data", "schedule", "run"):
+        getattr(cfg, section).check(cfg)
 
 
 def eval_pipeline(cfg, info, image_size, eval_source, *, one_hot=False):
     """The evaluation `tf.data` pipeline of a config (in order, remainder kept, `eval_steps` batches)."""
-    preprocessing = info.preprocessing if cfg["preprocessing"] == "auto" else cfg["preprocessing"]
-    evaluation = data.make_pipeline(eval_source, training=False, deterministic=cfg["deterministic"],
-                                    drop_remainder=False, batch_size=cfg["batch_size"], image_size=image_size,
+    preprocessing = info.preprocessing if cfg.data.preprocessing == "auto" else cfg.data.preprocessing
+    evaluation = data.make_pipeline(eval_source, training=False, deterministic=cfg.run.deterministic,
+                                    drop_remainder=False, batch_size=cfg.schedule.batch_size, image_size=image_size,
                                     num_classes=info.num_classes, preprocessing=preprocessing, one_hot=one_hot,
-                                    crop_fraction=cfg["crop_fraction"])
-    if cfg["eval_steps"] is not None:
-        evaluation = evaluation.take(cfg["eval_steps"])
+                                    crop_fraction=cfg.data.crop_fraction)
+    if cfg.schedule.eval_steps is not None:
+        evaluation = evaluation.take(cfg.schedule.eval_steps)
     return evaluation
 
 
-def load_teacher(cfg, classes, image_size):
-    """The trained teacher of `cfg` (`teacher`, `teacher_args`, `teacher_weights`: .keras or .weights.h5)."""
-    path = os.fspath(cfg["teacher_weights"])
+def load_teacher(name, args, weights, classes, image_size):
+    """A trained teacher: `weights` (a .keras model, or a .weights.h5 file of `name` built with `args`).
+
+    Args:
+        name: The teacher's registry name (used for a .weights.h5 file).
+        args: Its builder keywords.
+        weights: A .keras or .weights.h5 file.
+        classes: The number of classes.
+        image_size: The input size.
+
+    Returns:
+        The teacher model.
+    """
+    path = os.fspath(weights)
     if not tf.io.gfile.exists(path):
         raise ValueError(f"`teacher_weights` file not found: {path!r}")
     if path.endswith(".keras"):
         teacher = keras.saving.load_model(path, safe_mode=True)
     elif path.endswith(".weights.h5"):
-        teacher = create_model(cfg["teacher"], classes=classes, input_shape=(image_size, image_size, 3),
-                               classifier_activation=None, **cfg["teacher_args"])
+        teacher = create_model(name, classes=classes, input_shape=(image_size, image_size, 3),
+                               classifier_activation=None, **args)
         teacher.load_weights(path)
     else:
         raise ValueError(f"`teacher_weights` must be a .keras or .weights.h5 file, received {path!r}")
@@ -222,7 +230,9 @@ def _json_default(value):
 
 
 def write_json(path, payload, strategy):
-    """Writes `payload` as JSON to `path` (the chief's copy only; see `chief_only_path`)."""
+    """Writes `payload` as JSON to `path` (the chief's copy only; see `chief_only_path`); a `Config` nested."""
+    if hasattr(payload, "to_dict"):
+        payload = payload.to_dict()
     with ckpt.chief_only_path(path, strategy) as target:
         with tf.io.gfile.GFile(target, "w") as f:
             f.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
@@ -251,7 +261,7 @@ def run_job(job, cfg, *, output_dir, strategy="auto", data_dir=None, verbose="au
 
     Args:
         job: A job function (`keras_cnn.jobs.TRAINERS`).
-        cfg: A resolved config (`keras_cnn.training.config.resolve_config`).
+        cfg: A config (`keras_cnn.training.config`).
         output_dir: The run's directory.
         strategy: A `tf.distribute.Strategy` or a kind for `keras_cnn.distribute.get_strategy`.
         data_dir: tfds data directory (`None`: tfds' default).
@@ -261,7 +271,8 @@ def run_job(job, cfg, *, output_dir, strategy="auto", data_dir=None, verbose="au
     Returns:
         The results dict.
     """
-    check_common_config(cfg)
+    cfg = resolve_config(cfg)
+    cfg.check()  # every section's checks
     check = getattr(job, "check", None)
     if check is not None:
         check(cfg)
@@ -275,17 +286,17 @@ def run_job(job, cfg, *, output_dir, strategy="auto", data_dir=None, verbose="au
 
 def scaled_learning_rate(cfg, learning_rate):
     """`learning_rate` scaled linearly by `batch_size / base_batch_size` (unscaled when that is None)."""
-    if cfg["base_batch_size"] is None:
+    if cfg.optim.base_batch_size is None:
         return learning_rate
-    return scale_learning_rate(learning_rate, cfg["batch_size"], cfg["base_batch_size"])
+    return scale_learning_rate(learning_rate, cfg.schedule.batch_size, cfg.optim.base_batch_size)
 
 
 def optimizer_from_config(cfg, schedule, model, *, ema, global_clipnorm=None):
     """The config's optimizer (`optimizer`, `momentum`, `weight_decay`, ...) on `schedule` for `model`."""
     return build_optimizer(
-        cfg["optimizer"], schedule, weight_decay=cfg["weight_decay"], weight_decay_mode=cfg["weight_decay_mode"],
-        no_bias_decay=cfg["no_bias_decay"], model=model, momentum=cfg["momentum"], nesterov=cfg["nesterov"],
-        rho=cfg["rho"], epsilon=cfg["epsilon"], ema=ema, clipnorm=cfg["clipnorm"], global_clipnorm=global_clipnorm,
+        cfg.optim.name, schedule, weight_decay=cfg.optim.weight_decay, weight_decay_mode=cfg.optim.weight_decay_mode,
+        no_bias_decay=cfg.optim.no_bias_decay, model=model, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov,
+        rho=cfg.optim.rho, epsilon=cfg.optim.epsilon, ema=ema, clipnorm=cfg.optim.clipnorm, global_clipnorm=global_clipnorm,
     )
 
 
@@ -293,15 +304,15 @@ def optimizer_from_config(cfg, schedule, model, *, ema, global_clipnorm=None):
 def run_context(cfg):
     """Seeds, op determinism (`deterministic`) and the global dtype policy, restored on exit."""
     previous_policy = keras.mixed_precision.global_policy().name
-    keras.utils.set_random_seed(cfg["seed"])
+    keras.utils.set_random_seed(cfg.run.seed)
     determinism_was_on = tf_config.is_op_determinism_enabled()
-    if cfg["deterministic"]:
+    if cfg.run.deterministic:
         tf.config.experimental.enable_op_determinism()
     try:
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-        if cfg["deterministic"] and not determinism_was_on:
+        if cfg.run.deterministic and not determinism_was_on:
             # TensorFlow exports only the switch on; the same module's off switch restores the
             # caller's setting so one deterministic run does not slow down the rest of the process.
             tf_config.disable_op_determinism()
@@ -322,7 +333,7 @@ def resolve_strategy(strategy):
 def fit_callbacks(cfg, paths, strategy):
     """`(guard, backup, callbacks)`: NaN guard, backup/resume, last good checkpoint, CSV and TensorBoard logs."""
     guard = NonFiniteGuard()
-    backup = GuardedBackupAndRestore(paths.backup, guard=guard, save_freq=cfg["backup_freq"],
+    backup = GuardedBackupAndRestore(paths.backup, guard=guard, save_freq=cfg.run.backup_freq,
                                      double_checkpoint=True, strategy=strategy)
     callbacks = [
         guard,
@@ -349,14 +360,22 @@ def raise_if_diverged(guard, paths):
     )
 
 
-def write_artifacts(model, results, paths, strategy):
-    """Checks the results are finite, then writes model.keras, saved_model/ and results.json (last)."""
+def write_artifacts(model, results, paths, strategy, config=None):
+    """Checks the results are finite, then writes model.keras, saved_model/ and results.json (last).
+
+    Args:
+        model: The trained model.
+        results: The results dict.
+        paths: The run's `RunPaths`.
+        strategy: The `tf.distribute.Strategy`.
+        config: The resolved `Config`: `results.json` records it (nested) under `"config"`.
+    """
     if not all(math.isfinite(results[k]) for k in ("test_loss", "test_accuracy")):
         raise TrainingDiverged(f"the final evaluation is not finite: {results}")
     ckpt.write_final_artifacts(model, paths.model, strategy=strategy)
     with ckpt.chief_only_path(paths.saved_model, strategy) as target:
         model.export(target, verbose=False)
-    write_json(paths.results, results, strategy)
+    write_json(paths.results, results if config is None else {**results, "config": config.to_dict()}, strategy)
 
 
 def classification_metrics(num_classes, *, one_hot):

@@ -90,22 +90,13 @@ __all__ = [
 LOGGER = logging.getLogger("keras_cnn.train")
 
 
-def _check_config(cfg):
-    _check_transfer_config(cfg)
-    if cfg["teacher"] is not None and cfg["teacher_weights"] is None:
-        raise ValueError(
-            f"distillation from teacher={cfg['teacher']!r} needs its trained weights: "
-            "set teacher_weights to a .keras or .weights.h5 file (--set teacher_weights=PATH)"
-        )
-
-
 def _sources(cfg, info, image_size, data_dir):
     """The raw train/eval sources and the number of training examples."""
     if info.name == "digits":
         (x_train, y_train), (x_test, y_test) = data.load_digits(image_size=image_size)
         return (x_train, y_train), (x_test, y_test), len(y_train)
-    train = data.load(info.name, cfg["train_split"], data_dir=data_dir, download=cfg["download"])
-    evaluation = data.load(info.name, cfg["eval_split"], data_dir=data_dir, download=cfg["download"])
+    train = data.load(info.name, cfg.data.train_split, data_dir=data_dir, download=cfg.data.download)
+    evaluation = data.load(info.name, cfg.data.eval_split, data_dir=data_dir, download=cfg.data.download)
     count = int(train.cardinality())
     if count < 0:  # unknown cardinality: the table's split size
         count = info.train_examples
@@ -113,41 +104,41 @@ def _sources(cfg, info, image_size, data_dir):
 
 
 def _pipelines(cfg, info, image_size, train_source, eval_source, *, steps_per_epoch, initial_epoch):
-    preprocessing = info.preprocessing if cfg["preprocessing"] == "auto" else cfg["preprocessing"]
-    mixing = cfg["mixup_alpha"] > 0 or cfg["cutmix_alpha"] > 0
-    one_hot = mixing or cfg["label_smoothing"] > 0 or cfg["teacher"] is not None
+    preprocessing = info.preprocessing if cfg.data.preprocessing == "auto" else cfg.data.preprocessing
+    mixing = cfg.augment.mixup_alpha > 0 or cfg.augment.cutmix_alpha > 0
+    one_hot = mixing or cfg.loss.label_smoothing > 0 or cfg.distill.teacher is not None
     def augment(seed):
         layers = augment_layers(cfg, seed)
         return layers or None
 
     common = dict(
-        batch_size=cfg["batch_size"],
+        batch_size=cfg.schedule.batch_size,
         image_size=image_size,
         num_classes=info.num_classes,
         preprocessing=preprocessing,
         one_hot=one_hot,
     )
-    train_args = dict(common, training=True, mixup_alpha=cfg["mixup_alpha"],
-                      cutmix_alpha=cfg["cutmix_alpha"], drop_remainder=True)
+    train_args = dict(common, training=True, mixup_alpha=cfg.augment.mixup_alpha,
+                      cutmix_alpha=cfg.augment.cutmix_alpha, drop_remainder=True)
     callbacks = []
-    if cfg["deterministic"]:
+    if cfg.run.deterministic:
         # Shuffle order and per-example randomness keyed by (seed, epoch), the epoch read from a
         # variable that a callback sets: a run resumed at epoch k sees exactly the batches an
         # uninterrupted run sees from epoch k on.
         epoch, epoch_callback = data.epoch_variable(initial=initial_epoch)
         callbacks.append(epoch_callback)
-        train = data.make_pipeline(train_source, seed=cfg["seed"], augment=augment(cfg["seed"]), deterministic=True,
+        train = data.make_pipeline(train_source, seed=cfg.run.seed, augment=augment(cfg.run.seed), deterministic=True,
                                    epoch=epoch, repeat=True, **train_args)
     else:
-        train = data.make_pipeline(train_source, seed=cfg["seed"], augment=augment(cfg["seed"]), repeat=True,
+        train = data.make_pipeline(train_source, seed=cfg.run.seed, augment=augment(cfg.run.seed), repeat=True,
                                    **train_args)
     return train, eval_pipeline(cfg, info, image_size, eval_source, one_hot=one_hot), one_hot, callbacks
 
 
 def augment_layers(cfg, seed):
     """The batch-level augmentation of a config: colour jitter, PCA lighting, RandAugment, erasing."""
-    return data.augment_layers(randaugment=cfg["randaugment"], random_erasing=cfg["random_erasing"],
-                               color_jitter=cfg["color_jitter"], pca_lighting=cfg["pca_lighting"], seed=seed)
+    return data.augment_layers(randaugment=cfg.augment.randaugment, random_erasing=cfg.augment.random_erasing,
+                               color_jitter=cfg.augment.color_jitter, pca_lighting=cfg.augment.pca_lighting, seed=seed)
 
 
 def _input_shape(image_size):
@@ -168,45 +159,22 @@ class Phase:
 
 def _phases(cfg):
     """One phase; or, fine-tuning a `backbone` with `freeze_epochs`, a frozen one then an unfrozen one."""
-    if cfg["backbone"] is None:
-        return [Phase("train", 0, cfg["epochs"])]
-    factor = cfg["unfreeze_learning_rate_factor"]
-    unfrozen = Phase("unfrozen_phase", cfg["freeze_epochs"], cfg["epochs"], cfg["trainable_stages"], factor)
-    if not cfg["freeze_epochs"]:
+    if cfg.transfer.backbone is None:
+        return [Phase("train", 0, cfg.schedule.epochs)]
+    factor = cfg.transfer.unfreeze_learning_rate_factor
+    unfrozen = Phase("unfrozen_phase", cfg.transfer.freeze_epochs, cfg.schedule.epochs, cfg.transfer.trainable_stages, factor)
+    if not cfg.transfer.freeze_epochs:
         return [unfrozen]
-    return [Phase("frozen_phase", 0, cfg["freeze_epochs"], 0, last=False), unfrozen]
-
-
-def _check_transfer_config(cfg):
-    if cfg["backbone"] is None:
-        for key, default in (("freeze_epochs", 0), ("trainable_stages", "all")):
-            if cfg[key] != default:
-                raise ValueError(f"`{key}` applies when fine-tuning a pretrained `backbone` (None here), "
-                                 f"received {key}={cfg[key]!r}")
-        return
-    if cfg["weights"] is not None:
-        raise ValueError(f"Set either `weights` or `backbone` (the weights of a fine-tuned backbone), received "
-                         f"weights={cfg['weights']!r} and backbone={cfg['backbone']!r}")
-    freeze = cfg["freeze_epochs"]
-    if isinstance(freeze, bool) or not isinstance(freeze, int) or not 0 <= freeze < cfg["epochs"]:
-        raise ValueError(f"`freeze_epochs` must be an int in [0, epochs={cfg['epochs']}), received "
-                         f"freeze_epochs={freeze!r}")
-    stages = cfg["trainable_stages"]
-    if stages != "all" and (isinstance(stages, bool) or not isinstance(stages, int) or stages < 0):
-        raise ValueError(f"`trainable_stages` must be 'all' or an int >= 0, received trainable_stages={stages!r}")
-    factor = cfg["unfreeze_learning_rate_factor"]
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < float("inf"):
-        raise ValueError(f"`unfreeze_learning_rate_factor` must be a positive number, received "
-                         f"unfreeze_learning_rate_factor={factor!r}")
+    return [Phase("frozen_phase", 0, cfg.transfer.freeze_epochs, 0, last=False), unfrozen]
 
 
 def _build_model(cfg, info, image_size):
     """The model to train: `model` (with `weights`), or a new head on a pretrained `backbone`."""
-    if cfg["backbone"] is None:
-        return create_model(cfg["model"], classes=info.num_classes, input_shape=_input_shape(image_size),
-                            classifier_activation=None, weights=cfg["weights"], **cfg["model_args"])
-    source = os.fspath(cfg["backbone"])
-    model_args = {k: v for k, v in cfg["model_args"].items() if k != "dropout"}
+    if cfg.transfer.backbone is None:
+        return create_model(cfg.model, classes=info.num_classes, input_shape=_input_shape(image_size),
+                            classifier_activation=None, weights=cfg.weights, **cfg.model_args)
+    source = os.fspath(cfg.transfer.backbone)
+    model_args = {k: v for k, v in cfg.model_args.items() if k != "dropout"}
     if source.endswith(".keras"):
         if not tf.io.gfile.exists(source):
             raise ValueError(f"`backbone` file not found: {source!r}")
@@ -215,27 +183,28 @@ def _build_model(cfg, info, image_size):
             raise ValueError(f"`backbone` {source!r} takes {tuple(backbone.inputs[0].shape[1:])} inputs, the "
                              f"config's image_size is {image_size}")
     else:  # a named weights tag of `model` ("imagenet", ...)
-        backbone = create_model(cfg["model"], include_top=False, input_shape=_input_shape(image_size),
+        backbone = create_model(cfg.model, include_top=False, input_shape=_input_shape(image_size),
                                 weights=source, **model_args)
-    return transfer_model(backbone, info.num_classes, dropout=cfg["model_args"].get("dropout", 0.0),
-                          name=f"{cfg['model']}_transfer")
+    return transfer_model(backbone, info.num_classes, dropout=cfg.model_args.get("dropout", 0.0),
+                          name=f"{cfg.model}_transfer")
 
 
 def _compile(cfg, model, info, image_size, strategy, *, one_hot, steps_per_epoch, phase):
     """Compiles `model` (or a distiller around it) for `phase`; returns `(trainee, jit_compile)`."""
-    learning_rate = scaled_learning_rate(cfg, cfg["learning_rate"] * phase.learning_rate_factor)
+    learning_rate = scaled_learning_rate(cfg, cfg.optim.learning_rate * phase.learning_rate_factor)
     epochs = phase.end - phase.start
-    schedule = build_schedule(cfg["schedule"], learning_rate, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                              warmup_epochs=min(cfg["warmup_epochs"], epochs - 1) if phase.start == 0 else 0,
-                              **cfg["schedule_args"])
-    optimizer = optimizer_from_config(cfg, schedule, model, ema=cfg["ema"])
-    loss = classification_loss(label_smoothing=cfg["label_smoothing"], from_logits=True, sparse=not one_hot)
+    schedule = build_schedule(cfg.schedule.name, learning_rate, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                              warmup_epochs=min(cfg.schedule.warmup_epochs, epochs - 1) if phase.start == 0 else 0,
+                              **cfg.schedule.args)
+    optimizer = optimizer_from_config(cfg, schedule, model, ema=cfg.optim.ema)
+    loss = classification_loss(label_smoothing=cfg.loss.label_smoothing, from_logits=True, sparse=not one_hot)
     metrics = classification_metrics(info.num_classes, one_hot=one_hot)
     trainee = model
-    if cfg["teacher"] is not None:
-        teacher = load_teacher(cfg, info.num_classes, image_size)
-        trainee = make_distiller(teacher, model, temperature=cfg["distill_temperature"], alpha=cfg["distill_alpha"])
-    override = None if cfg["jit_compile"] == "auto" else cfg["jit_compile"]
+    if cfg.distill.teacher is not None:
+        teacher = load_teacher(cfg.distill.teacher, cfg.distill.teacher_args, cfg.distill.teacher_weights,
+                               info.num_classes, image_size)
+        trainee = make_distiller(teacher, model, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha)
+    override = None if cfg.run.jit_compile == "auto" else cfg.run.jit_compile
     jit = choose_jit_compile(model, strategy=strategy, override=override)
     trainee.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
     return trainee, jit
@@ -273,8 +242,8 @@ def train(config, *, output_dir, strategy="auto", data_dir=None, verbose="auto",
 def train_supervised(cfg, paths, strategy, data_dir, verbose):
     """The supervised job: `model.fit` in one or two phases (the module docstring), then the artifacts.
 
-    Called by `keras_cnn.training.run.run_job` (after `train_supervised.check`, the finished-run
-    check and inside `run_context`).
+    Called by `keras_cnn.training.run.run_job` (after the config's checks and the finished-run
+    check, inside `run_context`).
 
     Args:
         cfg: A resolved supervised config.
@@ -286,20 +255,20 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
     Returns:
         The results dict (also written to `results.json`).
     """
-    info = data.get_dataset_info(cfg["dataset"])
-    image_size = cfg["image_size"] or info.image_size
-    precision = set_precision(strategy, cfg["precision"])
-    if cfg["clipnorm"] is not None and strategy.num_replicas_in_sync > 1:
+    info = data.get_dataset_info(cfg.data.dataset)
+    image_size = cfg.data.image_size or info.image_size
+    precision = set_precision(strategy, cfg.run.precision)
+    if cfg.optim.clipnorm is not None and strategy.num_replicas_in_sync > 1:
         # Keras' own fit clips each replica's share before the all-reduce (the custom
         # train_steps of keras_cnn.ssl use keras_cnn.distribute.clip_across_replicas instead).
         LOGGER.warning("clipnorm=%s under %d replicas: Keras clips each replica's gradients before summing "
-                       "them (%s), so the bound differs from a one-device run", cfg["clipnorm"],
+                       "them (%s), so the bound differs from a one-device run", cfg.optim.clipnorm,
                        strategy.num_replicas_in_sync, CLIPPING_UPSTREAM_ISSUE)
     train_source, eval_source, train_examples = _sources(cfg, info, image_size, data_dir)
-    steps_per_epoch = cfg["steps_per_epoch"] or train_examples // cfg["batch_size"]
+    steps_per_epoch = cfg.schedule.steps_per_epoch or train_examples // cfg.schedule.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
-            f"`batch_size`={cfg['batch_size']} is larger than the {train_examples} training examples of "
+            f"`batch_size`={cfg.schedule.batch_size} is larger than the {train_examples} training examples of "
             f"{info.name!r}"
         )
 
@@ -314,7 +283,7 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
             done.load(model)  # a finished earlier phase of a resumed run
             continue
         if phase.trainable_stages is not None:
-            trainable = freeze_backbone(model, phase.trainable_stages, train_bn=cfg["train_bn"])
+            trainable = freeze_backbone(model, phase.trainable_stages, train_bn=cfg.transfer.train_bn)
             LOGGER.info("%s (epochs %d-%d): the head and %d backbone layers train", phase.name, phase.start + 1,
                         phase.end, len(trainable))
         guard, backup, callbacks = fit_callbacks(cfg, phase_paths, strategy)
@@ -330,12 +299,12 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
         if jit and strategy.num_replicas_in_sync > 1:
             use_replica_xla(trainee)
         callbacks += data_callbacks
-        if cfg["ema"] is not None:
+        if cfg.optim.ema is not None:
             # Validation during fit on the EMA weights; fit itself ends with them in the model.
             callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
         validation = {}
-        if cfg["validation_freq"]:
-            validation = dict(validation_data=eval_ds, validation_freq=cfg["validation_freq"])
+        if cfg.schedule.validation_freq:
+            validation = dict(validation_data=eval_ds, validation_freq=cfg.schedule.validation_freq)
         trainee.fit(train_ds, epochs=phase.end, steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch,
                     callbacks=callbacks, verbose=verbose, shuffle=False,  # the pipeline shuffles
                     **validation)
@@ -347,26 +316,24 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
     scores = trainee.evaluate(eval_ds, return_dict=True, verbose=0)
     results = {
         "method": "supervised",
-        "recipe_model": cfg["model"],
+        "recipe_model": cfg.model,
         "dataset": info.name,
         "test_accuracy": float(scores["accuracy"]),
         "test_loss": float(scores["loss"]),
         **{f"test_{k}": float(v) for k, v in scores.items() if k not in ("accuracy", "loss")},
-        "epochs": cfg["epochs"],
+        "epochs": cfg.schedule.epochs,
         "resumed_at_epoch": initial_epoch,
         "steps_per_epoch": steps_per_epoch,
         "train_examples": train_examples,
         "image_size": image_size,
-        "batch_size": cfg["batch_size"],
+        "batch_size": cfg.schedule.batch_size,
         "precision": precision,
         "jit_compile": bool(jit),
         "replicas": strategy.num_replicas_in_sync,
         "train_seconds": round(train_seconds, 1),
     }
-    write_artifacts(model, results, paths, strategy)
+    write_artifacts(model, results, paths, strategy, config=cfg)
     return results
 
 
 
-
-train_supervised.check = _check_config
