@@ -102,7 +102,8 @@ def build_parser():
     train = sub.add_parser("train", help="train a recipe with model.fit (resumes a killed run)")
     train.add_argument("recipe", help="a recipe name (`keras-cnn recipes` lists them)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a config key (repeatable), e.g. --set epochs=5 --set model_args.zero_gamma=False")
+                       help="override a config key at any depth (repeatable), e.g. --set epochs=5 "
+                            "--set optim.learning_rate=0.2 --set model_args.zero_gamma=False")
     train.add_argument("--strategy", default="auto", choices=STRATEGIES, help="tf.distribute strategy")
     train.add_argument("--tpu", default=None, help="TPU name or grpc:// address (default: $TPU_NAME)")
     train.add_argument("--output", default=None, help="run directory (default: runs/RECIPE)")

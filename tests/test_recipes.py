@@ -286,3 +286,70 @@ def test_distill_without_teacher_weights_is_a_clear_error(tmp_path):
     cfg = config_lib.load_recipe("resnet50d_bag_of_tricks_distill")
     with pytest.raises(ValueError, match="teacher_weights"):
         train(cfg, output_dir=tmp_path / "run")
+
+
+# --- the typed, nested config ---------------------------------------------------------------------------
+
+
+def test_config_is_typed_nested_and_frozen():
+    import dataclasses
+
+    cfg = config_lib.load_recipe("resnet50d_bag_of_tricks")
+    assert isinstance(cfg, config_lib.Config) and isinstance(cfg.optim, config_lib.Optim)
+    assert (cfg.optim.name, cfg.optim.learning_rate, cfg.schedule.name, cfg.schedule.epochs) == ("sgd", 0.1, "cosine",
+                                                                                               120)
+    # Flat keys read the same values: `optimizer` is optim.name, `schedule` schedule.name.
+    assert (cfg["optimizer"], cfg["learning_rate"], cfg["schedule"], cfg["epochs"]) == ("sgd", 0.1, "cosine", 120)
+    assert config_lib.flat_keys()["distill_alpha"] == "distill.alpha"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.optim.learning_rate = 1.0
+    # The nested form round-trips (config.json holds it) and has only the method's sections.
+    assert config_lib.resolve_config(cfg.to_dict()) == cfg
+    assert set(cfg.to_dict()) == {"method", "model", "model_args", "weights", *cfg.sections}
+    assert "mpl" not in cfg.to_dict() and cfg.mpl is None
+
+
+def test_set_at_any_depth_and_teacher_per_section():
+    cfg = config_lib.load_recipe("digits_quickstart")
+    new = config_lib.apply_overrides(cfg, ["optim.learning_rate=0.2", "schedule.args.decay_rate=0.9",
+                                           "schedule_args.decay_epochs=2", "model_args.stem_width=8",
+                                           "run.seed=3"])
+    assert (new.optim.learning_rate, new["learning_rate"], new.run.seed) == (0.2, 0.2, 3)
+    assert new.schedule.args == {"decay_rate": 0.9, "decay_epochs": 2} and new.model_args["stem_width"] == 8
+    assert cfg.optim.learning_rate == 0.4 and cfg.schedule.args == {}  # not modified
+    # `teacher` means the section of the method: distill.teacher, mpl.teacher, noisy_student.teacher.
+    assert config_lib.apply_overrides(cfg, ["teacher=resnet34"]).distill.teacher == "resnet34"
+    mpl = config_lib.apply_overrides(config_lib.load_recipe("digits_mpl"), ["teacher=resnet34", "mpl.uda_weight=8"])
+    assert (mpl.mpl.teacher, mpl.mpl.uda_weight, mpl["uda_weight"], mpl.distill) == ("resnet34", 8, 8, None)
+    ns = config_lib.resolve_config({"method": "noisy_student", "noisy_student": {"teacher": "resnet50"}})
+    assert ns["teacher"] == ns.noisy_student.teacher == "resnet50"
+
+
+def test_unknown_nested_keys_list_the_valid_ones_with_close_matches():
+    cfg = config_lib.load_recipe("digits_quickstart")
+    with pytest.raises(ValueError, match=r"unknown config key 'optim.learning_rat'; did you mean "
+                                         r"'optim.learning_rate'.*valid keys: \[.*'learning_rate'"):
+        config_lib.apply_overrides(cfg, ["optim.learning_rat=0.1"])
+    with pytest.raises(ValueError, match=r"unknown config key 'epoch'; did you mean 'epochs'\?"):
+        config_lib.apply_overrides(cfg, ["epoch=3"])
+    with pytest.raises(ValueError, match=r"unknown config key 'mpl.mu'"):  # no mpl section when supervised
+        config_lib.apply_overrides(cfg, ["mpl.mu=3"])
+    with pytest.raises(ValueError, match=r"unknown config keys \['optim.lr'\]"):
+        config_lib.resolve_config({"optim": {"lr": 0.1}})
+    with pytest.raises(ValueError, match=r"schedule.args needs a dict literal"):
+        config_lib.apply_overrides(cfg, ["schedule.args=3"])
+
+
+def test_section_checks_name_the_key():
+    with pytest.raises(ValueError, match=r"`batch_size` must be an integer >= 1, received batch_size=0"):
+        config_lib.resolve_config({"batch_size": 0}).check()
+    with pytest.raises(ValueError, match="teacher_weights"):
+        config_lib.resolve_config({"distill": {"teacher": "resnet18"}}).check()
+    with pytest.raises(ValueError, match=r"`jit_compile` must be 'auto', True or False"):
+        config_lib.resolve_config({"run": {"jit_compile": "yes"}}).check()
+
+
+def test_derived_recipes_merge_sections():
+    base = importlib.import_module("keras_cnn.recipes.resnet50d_bag_of_tricks").config()
+    merged = config_lib.merge(base, {"augment": {"mixup_alpha": 0.2}, "schedule": {"epochs": 200}})
+    assert merged["schedule"] == {**base["schedule"], "epochs": 200} and base["schedule"]["epochs"] == 120
