@@ -78,5 +78,5 @@ def train(config, *, output_dir, strategy="auto", data_dir=None, verbose="auto",
         TrainingDiverged: The loss became NaN/inf; the last good checkpoint and backup are kept.
     """
     cfg = resolve_config(config)
-    return run_job(trainer_for(cfg["method"]), cfg, output_dir=output_dir, strategy=strategy, data_dir=data_dir,
+    return run_job(trainer_for(cfg.method), cfg, output_dir=output_dir, strategy=strategy, data_dir=data_dir,
                    verbose=verbose, restart=restart)
