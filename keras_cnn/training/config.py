@@ -658,7 +658,6 @@ def apply_overrides(config, overrides):
 
 # The flat views of the earlier flat configs, derived from the sections (kept for callers that
 # read them): the supervised keys without `transfer`, each method's additions and exclusions.
-DEFAULTS = {k: v for k, v in defaults_for("supervised").items() if k not in flat_keys() or
-            not flat_keys()[k].startswith("transfer.")}
+DEFAULTS = {k: v for k, v in defaults_for("supervised").items() if not flat_keys()[k].startswith("transfer.")}
 METHOD_DEFAULTS = {method: {k: v for k, v in defaults_for(method).items() if k not in DEFAULTS} for method in METHODS}
 METHOD_EXCLUDED = {method: tuple(k for k in DEFAULTS if k not in flat_keys(method)) for method in METHODS}
