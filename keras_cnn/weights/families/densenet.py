@@ -1,4 +1,5 @@
-"""Weights of DenseNet: keras.applications' DenseNet121/169/201 and torchvision's (and timm's) `densenet121/161/169/201`.
+"""Weights of DenseNet: keras.applications' DenseNet121/169/201, and torchvision's (and timm's)
+`densenet121/161/169/201`.
 
 Both libraries name the modules `features.conv0`/`norm0` (stem),
 `features.denseblock{b}.denselayer{i}.norm1/conv1/norm2/conv2`,

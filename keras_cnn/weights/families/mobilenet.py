@@ -1,4 +1,5 @@
-"""Weights of MobileNet v1: keras.applications' MobileNet (alpha 1.0) and timm's `mobilenetv1_100` and `mobilenetv1_125`.
+"""Weights of MobileNet v1: keras.applications' MobileNet (alpha 1.0), and timm's
+`mobilenetv1_100` and `mobilenetv1_125`.
 
 timm builds MobileNet v1 with its EfficientNet class: `conv_stem`/`bn1`, then stages of
 `DepthwiseSeparableConv` blocks `blocks.{stage}.{j}` (`conv_dw`/`bn1`, `conv_pw`/`bn2`),
