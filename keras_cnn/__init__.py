@@ -6,7 +6,10 @@
     keras_cnn.create_model("resnet50d", weights=None)
 """
 
-from keras_cnn import layers, models, utils, weights
+# keras_cnn.weights before the models: it installs the registry's named-weights provider, which
+# the model families consult as they register (neither they nor the registry import it).
+from keras_cnn import weights  # isort: skip
+from keras_cnn import layers, models, utils
 from keras_cnn.models import *  # noqa: F401,F403  (every CamelCase builder)
 from keras_cnn.models import __all__ as _model_names
 from keras_cnn.models.base import ensure_recursion_limit as _ensure_recursion_limit

@@ -12,9 +12,48 @@ import functools
 import inspect
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 _MODELS: dict[str, "ModelInfo"] = {}
+
+
+class NamedWeights(Protocol):
+    """What the registry needs of named weights; `keras_cnn.weights` provides it.
+
+    The registry never imports `keras_cnn.weights` (which builds models through the registry):
+    importing `keras_cnn.weights` calls `set_named_weights`, and `keras_cnn/__init__` imports it
+    before the model families register (see DEVELOPERS.md, "Adding weights").
+    """
+
+    def tags_for(self, name: str) -> tuple:
+        """The `weights=` names registry name `name` accepts (`"imagenet"`, tags)."""
+
+    def load_pretrained(self, name: str, tag: str, builder: Callable, kwargs: dict) -> Any:
+        """Builds registry model `name` with the named weights `tag`."""
+
+
+_named_weights: NamedWeights | None = None
+
+
+def set_named_weights(provider: NamedWeights):
+    """Installs the named-weights provider, before any family registers its variants.
+
+    Raises:
+        ValueError: if variants were registered already (they would lack their named weights).
+    """
+    global _named_weights
+    if _MODELS and provider is not _named_weights:
+        raise ValueError(
+            f"set_named_weights must run before the model families register; {len(_MODELS)} "
+            f"names are registered already (import keras_cnn.weights first), received {provider!r}"
+        )
+    _named_weights = provider
+
+
+def _pretrained(name, row_pretrained):
+    # The row's own names first, then the provider's; a name in both counts once.
+    named = _named_weights.tags_for(name) if _named_weights is not None else ()
+    return tuple(dict.fromkeys((*row_pretrained, *named)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +103,7 @@ def _variant_builder(family_builder, info_fields, config):
         signature.bind_partial(**kwargs)  # an unknown keyword is a TypeError, as for any function
         weights = kwargs.get("weights")
         if isinstance(weights, str) and weights in pretrained:
-            from keras_cnn.weights import load_pretrained
-
-            return load_pretrained(name, weights, functools.partial(family_builder, **config), kwargs)
+            return _named_weights.load_pretrained(name, weights, functools.partial(family_builder, **config), kwargs)
         if isinstance(weights, str) and not os.path.isfile(weights):
             others = [n for n in list_models(pretrained=True) if weights in _MODELS[n].pretrained]
             raise ValueError(
@@ -109,10 +146,8 @@ def register_variants(family_builder, rows, *, family, paper, namespace):
     added = []
     for row in rows:
         fields = {**defaults, **row}
-        # Named checkpoints of timm/torchvision (keras_cnn.weights.tags) join the row's own tags.
-        from keras_cnn.weights.tags import tags_for
-
-        fields["pretrained"] = tuple(fields["pretrained"]) + tags_for(fields["name"])
+        # Named weights (keras_cnn.weights, through `set_named_weights`) join the row's own.
+        fields["pretrained"] = _pretrained(fields["name"], fields["pretrained"])
         config = dict(fields.pop("config"))
         if fields["name"] in _MODELS:
             raise ValueError(f"model name {fields['name']!r} is registered twice")

@@ -10,6 +10,7 @@ import keras_cnn
 from keras_cnn.models import alexnet, lenet, vgg
 from keras_cnn.utils import count_macs, count_params
 from keras_cnn.utils.model_table import model_stats
+from keras_cnn.weights.families import vgg as vgg_weights
 
 # Published figures for names outside tests/data/param_counts.csv (the registry builds them
 # with 3 input channels at their default size).
@@ -288,5 +289,5 @@ def test_vgg_ports_are_declared():
     assert ports["VGG16"][0].name == "vgg16" and ports["VGG19"][0].name == "vgg19"
     assert keras_cnn.get_model_info("vgg16").pretrained == ("imagenet", "torchvision:vgg16.IMAGENET1K_V1")
     assert keras_cnn.get_model_info("vgg16_bn").pretrained == ("torchvision:vgg16_bn.IMAGENET1K_V1",)  # no "imagenet"
-    assert vgg.keras_applications_layer_name("block3_conv2_conv") == "block3_conv2"
-    assert vgg.keras_applications_layer_name("fc1") == "fc1"
+    assert vgg_weights.keras_layer_name("block3_conv2_conv") == "block3_conv2"
+    assert vgg_weights.keras_layer_name("fc1") == "fc1"

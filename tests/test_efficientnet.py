@@ -13,6 +13,7 @@ from conftest import assert_port_matches, random_images, randomize_weights
 import keras_cnn
 from keras_cnn.models import efficientnet as effnet
 from keras_cnn.weights import WeightsUnavailableError
+from keras_cnn.weights.families import efficientnet as effnet_weights
 
 B0_REPEATS = [1, 2, 2, 3, 3, 4, 1]
 SMALL = 64
@@ -338,7 +339,7 @@ def test_port_normalization_reads_the_imagenet_fix_up_rescaling():
     x = keras.layers.Normalization(mean=mean, variance=variance)(x)
     x = keras.layers.Rescaling([1.0 / math.sqrt(s) for s in variance])(x)
     chain = keras.Model(inputs, x)
-    ours_mean, ours_std = effnet.keras_applications_normalization(chain)
+    ours_mean, ours_std = effnet_weights.keras_applications_normalization(chain)
     pixels = np.random.default_rng(0).uniform(0, 255, (1, 8, 8, 3)).astype("float32")
     expected = np.asarray(chain(pixels))
     np.testing.assert_allclose((pixels - np.array(ours_mean)) / np.array(ours_std), expected,

@@ -102,3 +102,28 @@ def test_imagenet_weights_refuse_incompatible_arguments(kwargs, match):
 def test_models_without_named_weights_refuse_imagenet():
     with pytest.raises(ValueError, match="weights='imagenet'"):
         keras_cnn.ResNet50(weights="imagenet")
+
+
+def test_each_family_declares_its_weights_in_one_spec():
+    """A port gives `weights="imagenet"` to a name of the spec's own family, and only a port does."""
+    from keras_cnn.weights.families import FAMILY_WEIGHTS
+
+    ported = set()
+    for family, spec in FAMILY_WEIGHTS.items():
+        assert spec.family == family
+        for port in spec.keras_applications.values():
+            assert keras_cnn.get_model_info(port.name).family == family, port.name
+            ported.add(port.name)
+        for name in {*spec.sources, *(tag.model for tag in spec.tags)}:
+            assert keras_cnn.get_model_info(name).family == family, name
+    with_imagenet = {name for name in keras_cnn.list_models(pretrained=True)
+                     if "imagenet" in keras_cnn.get_model_info(name).pretrained}
+    assert with_imagenet == ported
+    for name in keras_cnn.list_models():
+        assert keras_cnn.get_model_info(name).pretrained == keras_cnn.weights.named_weights(name), name
+
+
+def test_model_modules_hold_no_weights_tables():
+    for family in keras_cnn.models.FAMILIES:
+        assert not hasattr(family, "KERAS_APPLICATIONS"), family.__name__
+        assert not hasattr(family, "keras_applications_layer_name"), family.__name__

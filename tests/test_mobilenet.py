@@ -8,8 +8,8 @@ from conftest import assert_port_matches, random_images, randomize_weights
 
 import keras_cnn
 from keras_cnn.layers import make_divisible
-from keras_cnn.models import mobilenet
 from keras_cnn.utils import count_macs, count_params
+from keras_cnn.weights.families import mobilenet as mobilenet_weights
 
 PREPROCESS = keras.applications.mobilenet.preprocess_input
 WIDTHS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]  # stem + 13 blocks
@@ -104,11 +104,11 @@ def test_relu_activation_flag():
 
 
 def test_layer_name_map_matches_keras_applications():
-    name = mobilenet.keras_applications_layer_name
+    name = mobilenet_weights.keras_layer_name
     assert [name(n) for n in ("stem_conv", "stem_bn", "block1_dw_conv", "block1_dw_bn",
                               "block13_pw_conv", "block13_pw_bn", "predictions")] == [
         "conv1", "conv1_bn", "conv_dw_1", "conv_dw_1_bn", "conv_pw_13", "conv_pw_13_bn", "conv_preds"]
-    matches = mobilenet.KERAS_APPLICATIONS["MobileNet"].keras_name
+    matches = mobilenet_weights.KERAS_APPLICATIONS["MobileNet"].keras_name
     assert matches("mobilenet_1.00_224") and matches("mobilenet_1.00_None")
     assert not matches("mobilenet_0.50_224") and not matches("mobilenetv2_1.00_224")
 
@@ -120,7 +120,7 @@ def _port(rng, **ka_kwargs):
     if ka_kwargs.get("include_top", True):
         kwargs["classifier_activation"] = ka_kwargs.get("classifier_activation", "softmax")
     model = keras_cnn.MobileNet(**kwargs)
-    keras_cnn.weights.transfer_weights(ka_model, model, mobilenet.keras_applications_layer_name)
+    keras_cnn.weights.transfer_weights(ka_model, model, mobilenet_weights.keras_layer_name)
     return ka_model, model
 
 

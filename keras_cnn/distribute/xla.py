@@ -32,6 +32,7 @@ the metrics run outside XLA, exactly as in Keras' own `train_step`. Removal: whe
 `upstream_failure` stops failing, delete `use_replica_xla` and its call sites.
 """
 
+import fnmatch
 import functools
 import logging
 
@@ -56,6 +57,9 @@ XLA_POLICY = {
 # Families whose blocks are depthwise-separable (`has_depthwise` checks this table
 # against built models in the tests, so a new family cannot silently be missed).
 DEPTHWISE_FAMILIES = frozenset({"efficientnet", "mobilenet"})
+# Their registry names, matched by pattern: this low layer does not import the registry
+# (tests/test_import_graph.py checks the patterns against every registered name's family).
+DEPTHWISE_NAMES = ("efficientnet_*", "mobilenet", "mobilenetv1_*")
 
 
 def has_depthwise(model_or_name):
@@ -63,15 +67,13 @@ def has_depthwise(model_or_name):
 
     Args:
         model_or_name: A `keras.Model` (its layers are inspected) or a registry name
-            (looked up in `DEPTHWISE_FAMILIES` by family, without building it).
+            (matched against `DEPTHWISE_NAMES`, without building it).
 
     Returns:
         bool.
     """
     if isinstance(model_or_name, str):
-        from keras_cnn.registry import get_model_info
-
-        return get_model_info(model_or_name).family in DEPTHWISE_FAMILIES
+        return any(fnmatch.fnmatchcase(model_or_name, pattern) for pattern in DEPTHWISE_NAMES)
     if not isinstance(model_or_name, keras.Model):
         raise ValueError(
             f"`model_or_name` must be a keras.Model or a registry name, received model_or_name={model_or_name!r}"

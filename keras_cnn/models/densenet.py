@@ -26,7 +26,6 @@ from keras_cnn.models.base import (
     check_rate,
 )
 from keras_cnn.registry import register_variants
-from keras_cnn.weights.keras_applications import KerasApplicationsPort
 
 BN_SIZE = 4  # DenseNet-B: the bottleneck 1x1 conv outputs 4k channels (paper §3)
 COMPRESSION = 0.5  # DenseNet-C: theta = 0.5 in all the paper's C/BC experiments
@@ -49,19 +48,6 @@ IMAGENET_BLOCKS = {
 }
 IMAGENET_GROWTH_RATE = 32
 DENSENET161_GROWTH_RATE = 48  # torchvision's wider DenseNet-161 (k = 48, 96 stem channels)
-
-# keras.applications DenseNets use torchvision's preprocessing ("torch" mode: the
-# ImageNet mean/std of [0, 1] images) and the same layer names as this module.
-KERAS_APPLICATIONS = {
-    f"DenseNet{depth}": KerasApplicationsPort(f"densenet{depth}", "imagenet")
-    for depth in (121, 169, 201)
-}
-
-
-def keras_applications_layer_name(name):
-    """keras_cnn DenseNet layers carry their keras.applications names unchanged."""
-    return name
-
 
 def cifar_layers_per_block(depth, bottleneck):
     """Dense layers per block of the paper's CIFAR DenseNet of depth `depth` (L).

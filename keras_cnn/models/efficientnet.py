@@ -28,7 +28,6 @@ from keras_cnn.models.base import (
     check_rate,
 )
 from keras_cnn.registry import register_variants
-from keras_cnn.weights.keras_applications import KerasApplicationsPort
 
 # Compound scaling (paper §3.3, Eq. 3): depth d = ALPHA**phi, width w = BETA**phi,
 # resolution r = GAMMA**phi, found by grid search on B0 under ALPHA * BETA**2 * GAMMA**2 ~ 2,
@@ -369,55 +368,6 @@ def EfficientNet(
         dropout=dropout,
         input_normalization=input_normalization,
     )
-
-
-def keras_applications_normalization(ka_model):
-    """The `(mean, std)` equal to a keras.applications EfficientNet's in-model preprocessing.
-
-    The model rescales by 1/255, applies a `Normalization` (mean, variance) and, with the
-    ImageNet weights, a per-channel `Rescaling` that completes the standardisation. Those
-    layers compose to `a * x + b` per channel, which is `(x - mean) / std` with
-    `std = 1 / a`, `mean = -b / a`.
-
-    Args:
-        ka_model: A keras.applications EfficientNetB0-B7.
-
-    Returns:
-        `(mean, std)` per RGB channel, for [0, 255] input.
-    """
-    scale, shift = [1.0] * 3, [0.0] * 3
-    for layer in ka_model.layers[1:]:
-        if isinstance(layer, layers.Rescaling):
-            factor = [float(v) for v in keras.ops.convert_to_numpy(layer.scale).reshape(-1)]
-            factor = factor * (3 // len(factor))
-            offset = float(layer.offset)
-            scale = [a * f for a, f in zip(scale, factor)]
-            shift = [b * f + offset for b, f in zip(shift, factor)]
-        elif isinstance(layer, layers.Normalization):
-            mean = keras.ops.convert_to_numpy(layer.mean).reshape(-1)
-            # Keras' Normalization divides by max(sqrt(variance), epsilon).
-            std = [max(math.sqrt(float(v)), keras.backend.epsilon())
-                   for v in keras.ops.convert_to_numpy(layer.variance).reshape(-1)]
-            scale = [a / s for a, s in zip(scale, std)]
-            shift = [(b - float(m)) / s for b, m, s in zip(shift, mean, std)]
-        else:
-            break  # the preprocessing ends where the network begins
-    return tuple(-b / a for a, b in zip(scale, shift)), tuple(1.0 / a for a in scale)
-
-
-KERAS_APPLICATIONS = {
-    f"EfficientNetB{i}": KerasApplicationsPort(
-        f"efficientnet_b{i}",
-        keras_applications_normalization,
-        skip_source_layers=("normalization", "normalization_*"),
-    )
-    for i in range(8)
-}
-
-
-def keras_applications_layer_name(name):
-    """keras_cnn EfficientNet layers carry keras.applications' names: the identity."""
-    return name
 
 
 NOISY_STUDENT = "Self-training with Noisy Student (Xie et al., 2020)"

@@ -22,7 +22,6 @@ from keras_cnn.layers import GridAveragePooling2D, conv_bn_act, squeeze_excite
 from keras_cnn.layers.conv_bn_act import BN_MOMENTUM
 from keras_cnn.models.base import build_classifier, check_rate, head_dtype
 from keras_cnn.registry import register_variants
-from keras_cnn.weights.keras_applications import KerasApplicationsPort
 
 # torchvision's BasicConv2d and keras.applications' conv2d_bn both use TF-slim's epsilon, so
 # keras.applications' statistics port without an epsilon correction.
@@ -162,15 +161,6 @@ MODULES = (
     {"name": "mixed_7b", "type": "e", "args": {}},
     {"name": "mixed_7c", "type": "e", "args": {}},
 )
-
-# keras.applications' InceptionV3 (weights trained on "tf" [-1, 1] input) auto-numbers its
-# layers (`conv2d_37`), so its weighted layers are paired with ours in creation order.
-KERAS_APPLICATIONS = {
-    "InceptionV3": KerasApplicationsPort(
-        "inception_v3", "tf", keras_name="inception_v3", builder_args={"aux_logits": False},
-        match="order",
-    ),
-}
 
 TV = "torchvision"
 SENET = "SENet (Hu et al., 2018)"

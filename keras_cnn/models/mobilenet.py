@@ -10,7 +10,6 @@ BN -> activation (no residuals). The timm rows (`mobilenetv1_*`) and keras.appli
 TensorFlow padding, BN epsilon/momentum; both use ReLU6 (the paper draws plain ReLU).
 """
 
-import re
 
 from keras import layers
 
@@ -24,7 +23,6 @@ from keras_cnn.models.base import (
     check_rate,
 )
 from keras_cnn.registry import register_variants
-from keras_cnn.weights.keras_applications import KerasApplicationsPort
 
 STEM_FILTERS = 32
 STEM_STRIDE = 2
@@ -88,31 +86,6 @@ VARIANTS = [
                 "BN eps 1e-3, dropout 1e-3, [-1, 1] input scaling)",
      "reference": f"{KA} MobileNet", "pretrained": ("imagenet",)},
 ]
-
-
-def _is_keras_applications_mobilenet_100(model_name):
-    # keras.applications names its MobileNets f"mobilenet_{alpha:0.2f}_{rows}"; only alpha 1.0
-    # is registered here.
-    return re.fullmatch(r"mobilenet_1\.00_(\d+|None)", str(model_name)) is not None
-
-
-KERAS_APPLICATIONS = {
-    "MobileNet": KerasApplicationsPort("mobilenet", "tf", keras_name=_is_keras_applications_mobilenet_100),
-}
-
-
-def keras_applications_layer_name(name):
-    """Maps a keras_cnn MobileNet layer name to keras.applications' (`block3_dw_bn` ->
-    `conv_dw_3_bn`)."""
-    if name == "predictions":
-        return "conv_preds"  # keras.applications' classifier is a 1x1 conv
-    if name.startswith("stem_"):
-        return "conv1" + name[len("stem"):].replace("_conv", "")
-    match = re.match(r"^block(\d+)_(dw|pw)_(conv|bn)$", name)
-    if match:
-        index, kind, part = match.groups()
-        return f"conv_{kind}_{index}" + ("_bn" if part == "bn" else "")
-    return name
 
 
 def depthwise_bn_act(x, *, strides, depth_multiplier, padding, activation, bn_momentum,

@@ -12,7 +12,6 @@ Every name is a row of `VARIANTS`; the tweaks are flags of `ResNet` and of the o
 `residual_block`. Parameter counts equal torchvision/timm (see `tests/test_param_counts.py`).
 """
 
-import re
 
 from keras import layers
 
@@ -27,7 +26,6 @@ from keras_cnn.models.base import (
     check_rate,
 )
 from keras_cnn.registry import register_variants
-from keras_cnn.weights.keras_applications import KerasApplicationsPort
 
 BOTTLENECK_EXPANSION = 4  # bottleneck output channels = planes * 4
 REFERENCE_BASE_WIDTH = 64  # ResNeXt width per group of the plain ResNet
@@ -58,25 +56,6 @@ RESNET_D = {**RESNET_C, "avg_down": True}
 # where no batch norm follows.
 RESNET_V2 = {"preact": True, "preact_bias": True, "stride_position": "last", "strides": (2, 2, 2, 1)}
 SE = {"se_ratio": SE_REDUCTION}
-
-
-# keras.applications namesakes: v1 weights were trained on "caffe" (BGR, mean-only)
-# input, v2 weights on "tf" ([-1, 1]) input.
-KERAS_APPLICATIONS = {
-    **{f"ResNet{d}": KerasApplicationsPort(f"resnet{d}_v1", "caffe", bgr_conv="stem_conv")
-       for d in (50, 101, 152)},
-    **{f"ResNet{d}V2": KerasApplicationsPort(f"resnet{d}v2", "tf") for d in (50, 101, 152)},
-}
-
-
-def keras_applications_layer_name(name):
-    """Maps a keras_cnn ResNet layer name to keras.applications' (`stage1_` -> `conv2_`)."""
-    if name.startswith("stem_"):
-        return "conv1_" + name[len("stem_"):]
-    match = re.match(r"^stage(\d+)_(.*)$", name)
-    if match:
-        return f"conv{int(match.group(1)) + 1}_{match.group(2)}"
-    return name
 
 
 def _depth(depth, **extra):

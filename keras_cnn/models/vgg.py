@@ -24,7 +24,6 @@ from keras_cnn.models.base import (
     check_positive_int,
 )
 from keras_cnn.registry import register_variants
-from keras_cnn.weights.keras_applications import KerasApplicationsPort
 
 STAGE_WIDTHS = (64, 128, 256, 512, 512)
 POOL_SIZE = 2  # 2x2 max pool, stride 2, after every stage
@@ -40,19 +39,6 @@ DEPTHS = {
 }
 CONFIG_LETTER = {11: "A", 13: "B", 16: "D", 19: "E"}
 WITH_KERAS_APPLICATIONS = (16, 19)
-
-# keras.applications VGG16/VGG19 were trained on "caffe" input (BGR, mean subtraction).
-KERAS_APPLICATIONS = {
-    f"VGG{d}": KerasApplicationsPort(f"vgg{d}", "caffe", bgr_conv="block1_conv1_conv")
-    for d in WITH_KERAS_APPLICATIONS
-}
-
-
-def keras_applications_layer_name(name):
-    """Maps a keras_cnn VGG layer name to keras.applications' (`block1_conv1_conv` ->
-    `block1_conv1`; the fully connected layers share their names)."""
-    return name[: -len("_conv")] if name.endswith("_conv") else name
-
 
 def _row(depth, batch_norm):
     suffix = "_bn" if batch_norm else ""

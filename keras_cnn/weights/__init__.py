@@ -1,7 +1,15 @@
-"""Pretrained weights: keras.applications ports and named timm/torchvision checkpoints (`tags`)."""
+"""Pretrained weights: keras.applications ports and named timm/torchvision checkpoints (`tags`).
 
+Each family declares its weights in one module, `keras_cnn.weights.families.<family>`
+(a `WeightsSpec`); the modules here do the generic work. The model builders and the registry
+never import this package: on import it installs itself as the registry's named-weights
+provider (`keras_cnn.registry.set_named_weights`), which `keras_cnn/__init__` does before the
+model families register.
+"""
+
+from keras_cnn.registry import get_model_info, set_named_weights
+from keras_cnn.weights.families import FAMILY_WEIGHTS
 from keras_cnn.weights.keras_applications import (
-    KerasApplicationsPort,
     WeightsUnavailableError,
     from_keras_applications,
     keras_applications_name,
@@ -9,6 +17,7 @@ from keras_cnn.weights.keras_applications import (
     load_keras_applications_imagenet,
     transfer_weights,
 )
+from keras_cnn.weights.spec import KerasApplicationsPort, WeightsSpec
 from keras_cnn.weights.tags import TAGS, WeightsTag, fetch, get_tag, load_tagged, tags_for
 
 IMAGENET_CLASSES = 1000
@@ -28,8 +37,6 @@ def load_pretrained(name, tag, builder, kwargs):
     Returns:
         The model carrying the weights.
     """
-    from keras_cnn.registry import get_model_info
-
     info = get_model_info(name)
     kwargs = {k: v for k, v in kwargs.items() if k != "weights"}
     changed = sorted(k for k in kwargs if k in info.config and k not in WEIGHT_NEUTRAL_ARGUMENTS)
@@ -68,14 +75,32 @@ def load_pretrained(name, tag, builder, kwargs):
     raise ValueError(f"No loader for weights={tag!r} of {name!r}")
 
 
+def named_weights(name):
+    """The `weights=` names registry name `name` accepts, as its family's `WeightsSpec` declares:
+    `"imagenet"` for a keras.applications port, then its timm/torchvision tags."""
+    return tuple(tag for spec in FAMILY_WEIGHTS.values() for tag in spec.named_weights(name))
+
+
+class _RegistryProvider:
+    """`keras_cnn.registry.NamedWeights`: what the registry asks of this package."""
+
+    tags_for = staticmethod(named_weights)
+    load_pretrained = staticmethod(load_pretrained)
+
+
+set_named_weights(_RegistryProvider())
+
 __all__ = [
+    "FAMILY_WEIGHTS",
     "TAGS",
     "KerasApplicationsPort",
+    "WeightsSpec",
     "WeightsTag",
     "WeightsUnavailableError",
     "from_keras_applications",
     "keras_applications_ports",
     "load_pretrained",
+    "named_weights",
     "fetch",
     "get_tag",
     "tags_for",

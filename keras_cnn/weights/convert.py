@@ -1,7 +1,8 @@
 """Converting timm/torchvision state dicts into keras_cnn models, all or nothing.
 
 A family declares, as data, which source module feeds which Keras layer and how
-(`LayerMapping`: our layer name, the source prefix, and a kind from `KINDS`). This module
+(`LayerMapping`: our layer name, the source prefix, and a kind from `KINDS`), in the
+`layer_mappings` hook of its `WeightsSpec` (`keras_cnn.weights.families.<family>`). This module
 does the rest for every family: it lays out each tensor (PyTorch convolutions are OIHW,
 Keras' HWIO; dense weights are transposed), checks that every model variable gets exactly
 one tensor, every source tensor is used (but for known bookkeeping like
@@ -17,7 +18,12 @@ import keras
 import numpy as np
 
 from keras_cnn.models.base import resolve_input_normalization
+from keras_cnn.weights.families import CONVERTERS, FAMILY_WEIGHTS
 from keras_cnn.weights.safetensors import load_state_dict
+from keras_cnn.weights.spec import LayerMapping
+
+__all__ = ["KINDS", "LayerMapping", "convert_checkpoint", "convert_state_dict", "family_converter",
+           "plan_assignments"]
 
 # Source tensors that carry no weights (BN's update counter).
 IGNORED_SOURCE_SUFFIXES = (".num_batches_tracked",)
@@ -78,25 +84,6 @@ KINDS = {
                        "moving_mean": ("running_mean", _same),
                        "moving_variance": ("running_var", _same)}),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerMapping:
-    """One Keras layer fed by one source module.
-
-    Attributes:
-        target: Keras layer name (`"stage1_block1_1_conv"`).
-        source: Source module prefix (`"layer1.0.conv1"`); its tensors are `prefix.weight`...
-        kind: A key of `KINDS`.
-        flattened_from: For a dense layer reading a flattened feature map, its `(height,
-            width, channels)`: PyTorch flattens `(channels, height, width)`, so the kernel's
-            input rows are reordered.
-    """
-
-    target: str
-    source: str
-    kind: str
-    flattened_from: tuple | None = None
 
 
 # Rank of the source tensor each kernel layout expects.
@@ -271,18 +258,22 @@ def convert_state_dict(model, state_dict, mappings, *, bn_epsilon, input_normali
 
 
 def family_converter(family):
-    """The converter module of a registry family (`keras_cnn.weights.families.<family>`).
+    """The `WeightsSpec` of a registry family with a checkpoint layout.
+
+    Args:
+        family: Registry family name (`"resnet"`).
+
+    Returns:
+        The family's `WeightsSpec` (`keras_cnn.weights.families.<family>.WEIGHTS`).
 
     Raises:
-        ValueError: if the family has no converter.
+        ValueError: if the family has no timm/torchvision checkpoint layout.
     """
-    from keras_cnn.weights.families import CONVERTERS
-
     if family not in CONVERTERS:
         raise ValueError(
             f"No checkpoint converter for family {family!r}; families with one: {sorted(CONVERTERS)}"
         )
-    return CONVERTERS[family]
+    return FAMILY_WEIGHTS[family]
 
 
 def convert_checkpoint(name, checkpoint, *, source=None, **kwargs):
@@ -291,8 +282,8 @@ def convert_checkpoint(name, checkpoint, *, source=None, **kwargs):
     Args:
         name: Registry name (`"resnet50d"`).
         checkpoint: A `.safetensors` / `.pth` path, or a `{name: np.ndarray}` state dict.
-        source: Which library's layout the checkpoint has (a key of the family's
-            `SOURCE_STYLES`); `None` uses the library the registry name follows.
+        source: Which library's layout the checkpoint has (a library of the name in the
+            family's `WeightsSpec.sources`); `None` uses the library the registry name follows.
         **kwargs: Builder arguments (`include_top`, `input_shape`, `classifier_activation`,
             or architecture overrides for reduced test models); `input_normalization` is
             set from the source.
@@ -306,8 +297,8 @@ def convert_checkpoint(name, checkpoint, *, source=None, **kwargs):
     from keras_cnn.registry import get_model_info
 
     info = get_model_info(name)
-    converter = family_converter(info.family)
-    spec = converter.source_spec(name, source)
+    weights = family_converter(info.family)
+    spec = weights.source_spec(name, source)
     if "input_normalization" in kwargs:
         raise ValueError(
             f"The checkpoint fixes the input normalisation of {name!r}; received "
@@ -315,12 +306,7 @@ def convert_checkpoint(name, checkpoint, *, source=None, **kwargs):
         )
     source_name = os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else "state dict"
     state_dict = load_state_dict(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
-    # Optional family hooks: renaming a library's older key spellings to the current ones,
-    # and the head modules a model built without its top (or aux heads) leaves unused.
-    canonical = getattr(converter, "canonical_state_dict", None)
-    if canonical is not None:
-        state_dict = canonical(state_dict, spec.style)
-    optional = getattr(converter, "optional_sources", None)
+    state_dict = weights.canonical_state_dict(state_dict, spec.style)
     for key, value in spec.builder_args.items():
         if kwargs.get(key, value) != value:
             raise ValueError(f"The {spec.library} checkpoint of {name!r} needs {key}={value!r}; received "
@@ -329,8 +315,8 @@ def convert_checkpoint(name, checkpoint, *, source=None, **kwargs):
     kwargs.setdefault("name", name)
     model = info.builder(input_normalization=spec.input_normalization, **kwargs)
     config = {**info.config, **kwargs}
-    mappings = converter.layer_mappings(model, config, spec.style)
+    mappings = weights.layer_mappings(model, config, spec.style)
     return convert_state_dict(model, state_dict, mappings, bn_epsilon=spec.bn_epsilon,
                               input_normalization=spec.input_normalization,
                               source_name=repr(source_name),
-                              optional_sources=optional(spec.style) if optional else ())
+                              optional_sources=weights.optional_sources(spec.style))

@@ -1,8 +1,8 @@
 """Weights from keras.applications models, with identical outputs.
 
-Each family module declares what its keras.applications namesakes need in a
-`KERAS_APPLICATIONS` table (timm keeps its checkpoint filters beside the models the same
-way) and a `keras_applications_layer_name(name)` function; this module does the copying.
+Each family's `WeightsSpec` (`keras_cnn.weights.families.<family>`) declares what its
+keras.applications namesakes need (`keras_applications`: constructor -> `spec.KerasApplicationsPort`)
+and how its layer names map onto theirs (`keras_layer_name`); this module does the copying.
 
 keras.applications ResNets give every convolution a bias, also where batch norm follows
 and makes it redundant. keras_cnn's convs before BN are bias-free; the bias is absorbed
@@ -13,63 +13,22 @@ the keras_cnn model's `input_normalization`, so the port takes RGB [0, 255] like
 keras_cnn model; a "caffe" model's BGR channel order is folded into its first conv.
 """
 
-import dataclasses
 import fnmatch
-from collections.abc import Callable
 
 import keras
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class KerasApplicationsPort:
-    """How one keras.applications constructor maps onto a keras_cnn registry name.
-
-    Attributes:
-        name: keras_cnn registry name.
-        input_normalization: The `input_normalization` reproducing the constructor's
-            preprocessing (a preset name, a `(mean, std)` pair, or a function of the
-            keras.applications model returning one).
-        bgr_conv: Layer whose input channels are reversed (weights trained on BGR input).
-        skip_source_layers: keras.applications layers with weights that have no
-            counterpart because the preprocessing absorbed them: names or shell-style
-            patterns (keras.applications leaves preprocessing layers unnamed, so Keras numbers
-            them per session: `"normalization*"`).
-        keras_name: The keras.applications `model.name`, when not `ctor.lower()`; or a
-            predicate of the name, for constructors that encode their configuration in it
-            (MobileNet's `mobilenet_1.00_224`).
-        builder_args: Builder arguments the namesake needs beyond the registry row's
-            (e.g. `{"aux_logits": False}`: keras.applications has no auxiliary heads).
-        match: How layers are paired: `"name"` through the family's
-            `keras_applications_layer_name`, or `"order"`: the weighted layers of both models
-            in creation order (for keras.applications models with auto-numbered names such
-            as InceptionV3's `conv2d_37`), each pair checked for equal layer types.
-    """
-
-    name: str
-    input_normalization: str | tuple | Callable = "imagenet"
-    bgr_conv: str | None = None
-    skip_source_layers: tuple = ()
-    keras_name: str | Callable | None = None
-    builder_args: dict = dataclasses.field(default_factory=dict)
-    match: str = "name"
+from keras_cnn.weights.families import FAMILY_WEIGHTS
 
 
 class WeightsUnavailableError(OSError):
     """Named weights could not be fetched (offline, or the download failed)."""
 
 
-def _family_tables():
-    from keras_cnn.models import FAMILIES
-
-    for family in FAMILIES:
-        for ctor, port in getattr(family, "KERAS_APPLICATIONS", {}).items():
-            yield ctor, port, getattr(family, "keras_applications_layer_name", None)
-
-
 def keras_applications_ports():
     """`{constructor name: (KerasApplicationsPort, layer_name_map)}` over all families."""
-    return {ctor: (port, layer_map) for ctor, port, layer_map in _family_tables()}
+    return {ctor: (port, spec.keras_layer_name)
+            for spec in FAMILY_WEIGHTS.values() for ctor, port in spec.keras_applications.items()}
 
 
 def _skipped(name, skip_source_layers):

@@ -1,36 +1,33 @@
-"""Checkpoint layouts of timm/torchvision models, one module per keras_cnn family.
+"""Each family's weights, one module per registry family, found like the model families.
 
-Each module provides `SOURCES` (which library's model each registry name follows),
-`source_spec(name, source)` and `layer_mappings(model, config, style)`, optionally
-`optional_sources(style)` (head modules a model without its top leaves unused) and
-`canonical_state_dict(state_dict, style)` (renaming older key spellings); the generic
-conversion lives in `keras_cnn.weights.convert`. Add a family by adding a module here and
-an entry in `CONVERTERS`.
+Every public module here declares `WEIGHTS`, a `keras_cnn.weights.spec.WeightsSpec`: the
+family's keras.applications ports, its timm/torchvision checkpoint layouts and its named
+tags (see DEVELOPERS.md, "Adding weights"). Modules starting with `_` are shared helpers.
+Adding a family's weights is adding one module; nothing here lists them.
 """
 
-from keras_cnn.weights.families import (
-    alexnet,
-    densenet,
-    efficientnet,
-    googlenet,
-    inception_v3,
-    mobilenet,
-    resnet,
-    squeezenet,
-    vgg,
+import importlib
+import pkgutil
+
+from keras_cnn.weights.spec import WeightsSpec
+
+_MODULES = tuple(
+    importlib.import_module(f"{__name__}.{module.name}")
+    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name)
+    if not module.name.startswith("_")
 )
 
-# Registry family name -> converter module.
-CONVERTERS = {
-    "resnet": resnet,
-    "efficientnet": efficientnet,
-    "mobilenet": mobilenet,
-    "densenet": densenet,
-    "vgg": vgg,
-    "alexnet": alexnet,
-    "squeezenet": squeezenet,
-    "googlenet": googlenet,
-    "inception_v3": inception_v3,
-}
+# Registry family name -> its `WeightsSpec`.
+FAMILY_WEIGHTS = {module.WEIGHTS.family: module.WEIGHTS for module in _MODULES}
+if len(FAMILY_WEIGHTS) != len(_MODULES):
+    raise ValueError(f"Two weights modules declare the same family: {[m.WEIGHTS.family for m in _MODULES]}")
+# Registry family name -> the module of a family whose timm/torchvision checkpoints convert.
+CONVERTERS = {module.WEIGHTS.family: module for module in _MODULES if module.WEIGHTS.sources}
 
-__all__ = ["CONVERTERS"]
+
+def family_weights(family):
+    """The `WeightsSpec` of registry family `family`; an empty one for a family without weights."""
+    return FAMILY_WEIGHTS.get(family) or WeightsSpec(family=family)
+
+
+__all__ = ["CONVERTERS", "FAMILY_WEIGHTS", "family_weights"]

@@ -4,7 +4,7 @@ table of name patterns turned into `LayerMapping`s."""
 import dataclasses
 import re
 
-from keras_cnn.weights.convert import LayerMapping
+from keras_cnn.weights.spec import LayerMapping
 
 IMAGENET = "imagenet"  # timm/torchvision IMAGENET_DEFAULT_MEAN / _STD
 INCEPTION = "tf"  # IMAGENET_INCEPTION_MEAN / _STD (0.5): [-1, 1] input
@@ -32,31 +32,6 @@ class SourceSpec:
     input_normalization: str = IMAGENET
     bn_epsilon: float = TORCH_BN_EPSILON
     builder_args: dict = dataclasses.field(default_factory=dict)
-
-
-def lookup_source(sources, family, name, source=None):
-    """The `SourceSpec` of `name` in a family's `SOURCES` table from library `source`.
-
-    Args:
-        sources: `{registry name: {library: SourceSpec}}`; the first library is the default.
-        family: The family's name, for the error message.
-        name: Registry name.
-        source: Library, or `None` for the default.
-
-    Raises:
-        ValueError: for a name without checkpoints or an unknown source.
-    """
-    if name not in sources:
-        raise ValueError(
-            f"No timm/torchvision checkpoint layout for name={name!r}; {family} names with "
-            f"one: {sorted(sources)}"
-        )
-    specs = sources[name]
-    if source is None:
-        return next(iter(specs.values()))
-    if source not in specs:
-        raise ValueError(f"{name!r} has checkpoints from {sorted(specs)}, received source={source!r}")
-    return specs[source]
 
 
 def rule_mappings(model, rules, style):

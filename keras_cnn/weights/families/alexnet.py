@@ -1,4 +1,4 @@
-"""Checkpoint layout of AlexNet: torchvision's `alexnet` (the single-tower network).
+"""Weights of AlexNet: torchvision's `alexnet` (the single-tower network).
 
 torchvision's `features` Sequential holds the convs at 0, 3, 6, 8, 10 (with ReLUs and
 max pools between) and `classifier` the linear layers at 1, 4, 6 (after dropouts); the
@@ -8,18 +8,13 @@ and by a max pool where `pool` is set). The paper's two-tower `alexnet_paper` (L
 grouped convs) has no torchvision checkpoint.
 """
 
-from keras_cnn.weights.convert import LayerMapping
-from keras_cnn.weights.families._common import SourceSpec, lookup_source
+from keras_cnn.weights.families._common import SourceSpec
 from keras_cnn.weights.families.vgg import dense_top_mappings
+from keras_cnn.weights.spec import LayerMapping, WeightsSpec, torchvision_tag
 
 SOURCES = {"alexnet": {"torchvision": SourceSpec("torchvision", "alexnet")}}
 STYLES = ("default",)
 CLASSIFIER_INDICES = (1, 4, 6)  # Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear
-
-
-def source_spec(name, source=None):
-    """The `SourceSpec` of registry name `name` from library `source` (default: torchvision)."""
-    return lookup_source(SOURCES, "AlexNet", name, source)
 
 
 def optional_sources(style):
@@ -52,3 +47,11 @@ def layer_mappings(model, config, style="default"):
     if any(layer.name == "predictions" for layer in model.layers):
         mappings.extend(dense_top_mappings(model, CLASSIFIER_INDICES))
     return mappings
+
+
+# torchvision 0.29's AlexNet_Weights.IMAGENET1K_V1.
+TAGS = (torchvision_tag("alexnet", "IMAGENET1K_V1", "alexnet-owt-7be5be79.pth", 56.522),)
+
+WEIGHTS = WeightsSpec(family="alexnet", title="AlexNet", sources=SOURCES, styles=STYLES,
+                      layer_mappings=layer_mappings, optional_sources=optional_sources, tags=TAGS)
+source_spec = WEIGHTS.source_spec

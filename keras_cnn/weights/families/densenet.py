@@ -1,4 +1,5 @@
-"""Checkpoint layout of DenseNet: torchvision's (and timm's) `densenet121/161/169/201`.
+"""Weights of DenseNet: keras.applications' DenseNet121/169/201, and torchvision's (and timm's)
+`densenet121/161/169/201`.
 
 Both libraries name the modules `features.conv0`/`norm0` (stem),
 `features.denseblock{b}.denselayer{i}.norm1/conv1/norm2/conv2`,
@@ -10,7 +11,16 @@ naming torchvision itself rewrites on load); `canonical_state_dict` does the sam
 
 import re
 
-from keras_cnn.weights.families._common import SourceSpec, lookup_source, rule_mappings
+from keras_cnn.weights.families._common import SourceSpec, rule_mappings
+from keras_cnn.weights.spec import KerasApplicationsPort, WeightsSpec, torchvision_tag
+
+# keras.applications DenseNets use torchvision's preprocessing ("torch" mode: the
+# ImageNet mean/std of [0, 1] images) and keras_cnn's layer names (the default
+# `keras_layer_name`).
+KERAS_APPLICATIONS = {
+    f"DenseNet{depth}": KerasApplicationsPort(f"densenet{depth}", "imagenet")
+    for depth in (121, 169, 201)
+}
 
 SOURCES = {
     f"densenet{depth}": {"torchvision": SourceSpec("torchvision", f"densenet{depth}"),
@@ -19,11 +29,6 @@ SOURCES = {
 }
 STYLES = ("default",)
 _LEGACY_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
-
-
-def source_spec(name, source=None):
-    """The `SourceSpec` of registry name `name` from library `source` (default: torchvision)."""
-    return lookup_source(SOURCES, "DenseNet", name, source)
 
 
 def optional_sources(style):
@@ -80,3 +85,17 @@ def layer_mappings(model, config, style="default"):
     if style not in STYLES:
         raise ValueError(f"`style` must be one of {STYLES}, received style={style!r}")
     return rule_mappings(model, RULES, style)
+
+
+# torchvision 0.29's DenseNet*_Weights.IMAGENET1K_V1.
+TAGS = (
+    torchvision_tag("densenet121", "IMAGENET1K_V1", "densenet121-a639ec97.pth", 74.434),
+    torchvision_tag("densenet161", "IMAGENET1K_V1", "densenet161-8d451a50.pth", 77.138),
+    torchvision_tag("densenet169", "IMAGENET1K_V1", "densenet169-b2777c0a.pth", 75.600),
+    torchvision_tag("densenet201", "IMAGENET1K_V1", "densenet201-c1103571.pth", 76.896),
+)
+
+WEIGHTS = WeightsSpec(family="densenet", title="DenseNet", keras_applications=KERAS_APPLICATIONS,
+                      sources=SOURCES, styles=STYLES, layer_mappings=layer_mappings,
+                      optional_sources=optional_sources, canonical_state_dict=canonical_state_dict, tags=TAGS)
+source_spec = WEIGHTS.source_spec

@@ -1,4 +1,5 @@
-"""Checkpoint layout of EfficientNet: timm's TF ports `tf_efficientnet_b0`..`b7` and `_l2`.
+"""Weights of EfficientNet: keras.applications' EfficientNetB0-B7 (whose layer names keras_cnn
+carries, so they port by name) and timm's TF ports `tf_efficientnet_b0`..`b7` and `_l2`.
 
 keras_cnn's EfficientNet pads like TensorFlow (`padding="same"`) and uses TF's batch-norm
 epsilon 1e-3, which is exactly what timm's `tf_*` variants do (`Conv2dSame`, `BN_EPS_TF_DEFAULT`)
@@ -14,7 +15,58 @@ from 0) and the head `conv_head`/`bn2`/`classifier`. A block with expansion has
 `block{i}{letters}` is stage `i - 1`, block number `letters` (`a` = 0, ..., `z`, `aa`, ...).
 """
 
-from keras_cnn.weights.families._common import TF_BN_EPSILON, SourceSpec, lookup_source, rule_mappings
+import math
+
+import keras
+
+from keras_cnn.weights.families._common import TF_BN_EPSILON, SourceSpec, rule_mappings
+from keras_cnn.weights.spec import KerasApplicationsPort, WeightsSpec, timm_tag
+
+
+def keras_applications_normalization(ka_model):
+    """The `(mean, std)` equal to a keras.applications EfficientNet's in-model preprocessing.
+
+    The model rescales by 1/255, applies a `Normalization` (mean, variance) and, with the
+    ImageNet weights, a per-channel `Rescaling` that completes the standardisation. Those
+    layers compose to `a * x + b` per channel, which is `(x - mean) / std` with
+    `std = 1 / a`, `mean = -b / a`.
+
+    Args:
+        ka_model: A keras.applications EfficientNetB0-B7.
+
+    Returns:
+        `(mean, std)` per RGB channel, for [0, 255] input.
+    """
+    scale, shift = [1.0] * 3, [0.0] * 3
+    for layer in ka_model.layers[1:]:
+        if isinstance(layer, keras.layers.Rescaling):
+            factor = [float(v) for v in keras.ops.convert_to_numpy(layer.scale).reshape(-1)]
+            factor = factor * (3 // len(factor))
+            offset = float(layer.offset)
+            scale = [a * f for a, f in zip(scale, factor)]
+            shift = [b * f + offset for b, f in zip(shift, factor)]
+        elif isinstance(layer, keras.layers.Normalization):
+            mean = keras.ops.convert_to_numpy(layer.mean).reshape(-1)
+            # Keras' Normalization divides by max(sqrt(variance), epsilon).
+            std = [max(math.sqrt(float(v)), keras.backend.epsilon())
+                   for v in keras.ops.convert_to_numpy(layer.variance).reshape(-1)]
+            scale = [a / s for a, s in zip(scale, std)]
+            shift = [(b - float(m)) / s for b, m, s in zip(shift, mean, std)]
+        else:
+            break  # the preprocessing ends where the network begins
+    return tuple(-b / a for a, b in zip(scale, shift)), tuple(1.0 / a for a in scale)
+
+
+# keras_cnn's EfficientNet layers carry keras.applications' names (the default
+# `keras_layer_name`); the preprocessing layers become the input normalisation.
+KERAS_APPLICATIONS = {
+    f"EfficientNetB{i}": KerasApplicationsPort(
+        f"efficientnet_b{i}",
+        keras_applications_normalization,
+        skip_source_layers=("normalization", "normalization_*"),
+    )
+    for i in range(8)
+}
 
 # Registry name -> {library: SourceSpec}; EfficientNet-B6-Wide (Meta Pseudo Labels) has no
 # timm/torchvision checkpoint.
@@ -23,11 +75,6 @@ SOURCES = {
     for key in (*(f"b{i}" for i in range(8)), "l2")
 }
 STYLES = ("default",)
-
-
-def source_spec(name, source=None):
-    """The `SourceSpec` of registry name `name` from library `source` (default: timm)."""
-    return lookup_source(SOURCES, "EfficientNet", name, source)
 
 
 def optional_sources(style):
@@ -87,3 +134,25 @@ def layer_mappings(model, config, style="default"):
         (r"(?P<name>block(?P<stage>\d+)(?P<letters>[a-z]+))_(?P<part>\w+)", block),
     )
     return rule_mappings(model, rules, style)
+
+
+# timm's Hugging Face checkpoints (timm 1.0.31 `pretrained_cfg`; top-1 from timm's results table):
+# the TF-ported ones (`tf_` = TF "same" padding, as keras_cnn builds it), AutoAugment-trained
+# and Noisy Student (JFT-300M unlabeled) ones.
+TAGS = (
+    *(timm_tag(f"efficientnet_b{i}", f"tf_efficientnet_b{i}.aa_in1k", size, crop, "bicubic", top1)
+      for i, size, crop, top1 in ((0, 224, 0.875, 76.882), (1, 240, 0.882, 78.840), (2, 260, 0.890, 80.082),
+                                  (3, 300, 0.904, 81.648), (4, 380, 0.922, 83.040), (5, 456, 0.934, 83.696),
+                                  (6, 528, 0.942, 84.118), (7, 600, 0.949, 84.436))),
+    *(timm_tag(f"efficientnet_b{i}", f"tf_efficientnet_b{i}.ns_jft_in1k", size, crop, "bicubic", top1)
+      for i, size, crop, top1 in ((0, 224, 0.875, 78.684), (1, 240, 0.882, 81.388), (2, 260, 0.890, 82.412),
+                                  (3, 300, 0.904, 84.064), (4, 380, 0.922, 85.176), (5, 456, 0.934, 86.102),
+                                  (6, 528, 0.942, 86.476), (7, 600, 0.949, 86.852))),
+    timm_tag("efficientnet_l2", "tf_efficientnet_l2.ns_jft_in1k", 800, 0.96, "bicubic", 88.362),
+    timm_tag("efficientnet_l2", "tf_efficientnet_l2.ns_jft_in1k_475", 475, 0.936, "bicubic", 88.250),
+)
+
+WEIGHTS = WeightsSpec(family="efficientnet", title="EfficientNet", keras_applications=KERAS_APPLICATIONS,
+                      sources=SOURCES, styles=STYLES, layer_mappings=layer_mappings,
+                      optional_sources=optional_sources, tags=TAGS)
+source_spec = WEIGHTS.source_spec

@@ -1,4 +1,4 @@
-"""Checkpoint layout of GoogLeNet: torchvision's `googlenet`, auxiliary heads included.
+"""Weights of GoogLeNet: torchvision's `googlenet`, auxiliary heads included.
 
 torchvision names the stem `conv1`..`conv3` and each module `inception{3a..5b}` with
 branches `branch1`, `branch2.{0: reduce, 1: 3x3}`, `branch3.{0, 1}`, `branch4.1` (after
@@ -13,9 +13,9 @@ from keras_cnn.weights.families._common import (
     INCEPTION,
     TF_BN_EPSILON,
     SourceSpec,
-    lookup_source,
     rule_mappings,
 )
+from keras_cnn.weights.spec import LayerMapping, WeightsSpec, torchvision_tag
 
 SOURCES = {
     "googlenet": {"torchvision": SourceSpec("torchvision", "googlenet", input_normalization=INCEPTION,
@@ -25,11 +25,6 @@ STYLES = ("default",)
 _KIND = {"conv": "conv", "bn": "batchnorm"}
 _BRANCHES = {"branch1": "branch1", "branch2_reduce": "branch2.0", "branch2": "branch2.1",
              "branch3_reduce": "branch3.0", "branch3": "branch3.1", "branch4": "branch4.1"}
-
-
-def source_spec(name, source=None):
-    """The `SourceSpec` of registry name `name` from library `source` (default: torchvision)."""
-    return lookup_source(SOURCES, "GoogLeNet", name, source)
 
 
 def optional_sources(style):
@@ -50,8 +45,6 @@ def layer_mappings(model, config, style="default"):
     Returns:
         A list of `LayerMapping`.
     """
-    from keras_cnn.weights.convert import LayerMapping
-
     del config
     if style not in STYLES:
         raise ValueError(f"`style` must be one of {STYLES}, received style={style!r}")
@@ -80,3 +73,11 @@ def layer_mappings(model, config, style="default"):
             flattened = tuple(int(d) for d in model.get_layer(f"{aux}_flatten").input.shape[1:])
         mappings.append(LayerMapping(mapping.target, mapping.source, kind, flattened_from=flattened))
     return mappings
+
+
+# torchvision 0.29's GoogLeNet_Weights.IMAGENET1K_V1.
+TAGS = (torchvision_tag("googlenet", "IMAGENET1K_V1", "googlenet-1378be20.pth", 69.778),)
+
+WEIGHTS = WeightsSpec(family="googlenet", title="GoogLeNet", sources=SOURCES, styles=STYLES,
+                      layer_mappings=layer_mappings, optional_sources=optional_sources, tags=TAGS)
+source_spec = WEIGHTS.source_spec

@@ -1,4 +1,4 @@
-"""Checkpoint layout of Inception-v3: torchvision's `inception_v3` / timm's `inception_v3.*`.
+"""Weights of Inception-v3: keras.applications' InceptionV3, torchvision's `inception_v3` / timm's `inception_v3.*`.
 
 Both libraries name the stem `Conv2d_1a_3x3`, `Conv2d_2a_3x3`, `Conv2d_2b_3x3`,
 `Conv2d_3b_1x1`, `Conv2d_4a_3x3`, the modules `Mixed_5b`..`Mixed_7c` with TF-slim's branch
@@ -12,9 +12,18 @@ from keras_cnn.weights.families._common import (
     INCEPTION,
     TF_BN_EPSILON,
     SourceSpec,
-    lookup_source,
     rule_mappings,
 )
+from keras_cnn.weights.spec import KerasApplicationsPort, WeightsSpec, torchvision_tag
+
+# keras.applications' InceptionV3 (weights trained on "tf" [-1, 1] input) auto-numbers its
+# layers (`conv2d_37`), so its weighted layers are paired with ours in creation order.
+KERAS_APPLICATIONS = {
+    "InceptionV3": KerasApplicationsPort(
+        "inception_v3", "tf", keras_name="inception_v3", builder_args={"aux_logits": False},
+        match="order",
+    ),
+}
 
 # PyTorch's avg_pool2d(3, 1, padding=1) counts the padding (count_include_pad=True).
 _SPEC = {"input_normalization": INCEPTION, "bn_epsilon": TF_BN_EPSILON, "builder_args": {"avg_pool_padding": "include"}}
@@ -24,11 +33,6 @@ SOURCES = {
 }
 STYLES = ("default",)
 _KIND = {"conv": "conv", "bn": "batchnorm"}
-
-
-def source_spec(name, source=None):
-    """The `SourceSpec` of registry name `name` from library `source` (default: torchvision)."""
-    return lookup_source(SOURCES, "Inception-v3", name, source)
 
 
 def optional_sources(style):
@@ -73,3 +77,13 @@ def layer_mappings(model, config, style="default"):
         (r"predictions", ("fc", "dense")),
     )
     return rule_mappings(model, rules, style)
+
+
+# torchvision 0.29's Inception_V3_Weights.IMAGENET1K_V1 (resize 342, crop 299).
+TAGS = (torchvision_tag("inception_v3", "IMAGENET1K_V1", "inception_v3_google-0cc3c7bd.pth", 77.294,
+                        resize=342, crop=299),)
+
+WEIGHTS = WeightsSpec(family="inception_v3", title="Inception-v3", keras_applications=KERAS_APPLICATIONS,
+                      sources=SOURCES, styles=STYLES, layer_mappings=layer_mappings,
+                      optional_sources=optional_sources, tags=TAGS)
+source_spec = WEIGHTS.source_spec

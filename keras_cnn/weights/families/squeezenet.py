@@ -1,4 +1,4 @@
-"""Checkpoint layout of SqueezeNet: torchvision's `squeezenet1_0` and `squeezenet1_1`.
+"""Weights of SqueezeNet: torchvision's `squeezenet1_0` and `squeezenet1_1`.
 
 torchvision's `features` Sequential is the stem conv (0) and its ReLU (1), then the max
 pools and Fire modules (`squeeze`, `expand1x1`, `expand3x3`) in network order; the
@@ -8,8 +8,8 @@ builder's `pool_after` table. The bypass variant's identity shortcuts add no wei
 different network, for fine-tuning).
 """
 
-from keras_cnn.weights.convert import LayerMapping
-from keras_cnn.weights.families._common import SourceSpec, lookup_source
+from keras_cnn.weights.families._common import SourceSpec
+from keras_cnn.weights.spec import LayerMapping, WeightsSpec, torchvision_tag
 
 SOURCES = {
     "squeezenet1_0": {"torchvision": SourceSpec("torchvision", "squeezenet1_0")},
@@ -18,11 +18,6 @@ SOURCES = {
 STYLES = ("default",)
 STEM_MODULES = 2  # Conv2d, ReLU
 FIRST_FIRE = 2  # keras_cnn numbers Fire modules from fire2, as the paper
-
-
-def source_spec(name, source=None):
-    """The `SourceSpec` of registry name `name` from library `source` (default: torchvision)."""
-    return lookup_source(SOURCES, "SqueezeNet", name, source)
 
 
 def optional_sources(style):
@@ -62,3 +57,14 @@ def layer_mappings(model, config, style="default"):
     if any(layer.name == "conv10_conv" for layer in model.layers):
         mappings.append(LayerMapping("conv10_conv", "classifier.1", "conv"))
     return mappings
+
+
+# torchvision 0.29's SqueezeNet1_*_Weights.IMAGENET1K_V1.
+TAGS = (
+    torchvision_tag("squeezenet1_0", "IMAGENET1K_V1", "squeezenet1_0-b66bff10.pth", 58.092),
+    torchvision_tag("squeezenet1_1", "IMAGENET1K_V1", "squeezenet1_1-b8a52dc0.pth", 58.178),
+)
+
+WEIGHTS = WeightsSpec(family="squeezenet", title="SqueezeNet", sources=SOURCES, styles=STYLES,
+                      layer_mappings=layer_mappings, optional_sources=optional_sources, tags=TAGS)
+source_spec = WEIGHTS.source_spec
