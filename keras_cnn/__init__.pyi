@@ -144,32 +144,7 @@ def AlexNetFamily(
     """
     Builds any AlexNet (the generic builder; `AlexNet` is the registered torchvision one).
 
-    Args:
-        convs: Convolution rows: dicts with `filters`, `kernel` and optionally `stride`,
-            `padding` (explicit, PyTorch's), `groups`, `lrn` and `pool` (see
-            `TORCHVISION_CONVS`, `PAPER_CONVS`).
-        fc_units: Widths of the hidden fully connected layers.
-        grid: Output size of the adaptive average pool before the fully connected layers.
-        dropout_position: `"before_dense"` (torchvision) or `"after_activation"` (paper).
-        dropout: Dropout rate of the hidden fully connected layers.
-        include_top: Whether to include the fully connected top.
-        input_shape: Optional `(height, width, channels)`; with `include_top=True` the
-            spatial sizes must be known.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`); the
-            fully connected top ignores it.
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`.
+    Arguments: `help(keras_cnn.models.alexnet.AlexNetFamily)`.
     """
 
 
@@ -198,37 +173,7 @@ def DenseNet(
     """
     Builds any DenseNet: DenseNet, -B (`bottleneck`), -C (`compression < 1`) or -BC.
 
-    Args:
-        block_config: Dense layers per block; a transition follows every block but the last.
-        growth_rate: Channels each dense layer adds (k).
-        num_init_features: Channels of the stem conv; `None` gives `2 * growth_rate`.
-        bottleneck: DenseNet-B layers (BN-ReLU-1x1 conv to `bn_size * k`, BN-ReLU-3x3 conv
-            to k) instead of a single BN-ReLU-3x3 conv.
-        bn_size: Width of the bottleneck in multiples of `growth_rate`.
-        compression: theta in (0, 1]: each transition keeps `floor(theta * channels)`
-            channels (DenseNet-C for theta < 1).
-        stem: `"imagenet"` (7x7/2 conv, BN-ReLU, 3x3/2 max pool) or `"cifar"` (one 3x3
-            stride-1 conv, no pool).
-        drop_rate: Dropout after every conv of the dense layers and transitions (the paper
-            uses 0.2 on CIFAR without data augmentation).
-        dropout: Dropout before the classifier.
-        include_top: Whether to include the classifier (global pooling, dropout and the
-            `predictions` layer, or the family's own top).
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`; spatial sizes may be `None`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`.
+    Arguments: `help(keras_cnn.models.densenet.DenseNet)`.
     """
 
 
@@ -260,39 +205,7 @@ def EfficientNet(
     """
     Builds an EfficientNet of any width and depth.
 
-    Args:
-        width_coefficient: Width multiplier of every layer (rounded by `round_filters`).
-        depth_coefficient: Depth multiplier of every stage (rounded up by `round_repeats`).
-        blocks_args: The base network, a sequence of `MBConvStage` rows (or dicts with
-            their fields), B0's by default.
-        depth_divisor: Channel counts are rounded to multiples of this.
-        activation: Activation of the network (`"swish"` = SiLU).
-        se_ratio: Overrides the `se_ratio` of every row when given (0 disables SE).
-        head_filters: Channels of the last 1x1 conv before scaling by the width.
-        padding: `"same"` (TF padding, as the reference, keras.applications and timm
-            `tf_efficientnet_*`) or `"symmetric"` (PyTorch padding, timm `efficientnet_*`).
-        bn_momentum: Batch-norm momentum (TF's 0.99).
-        bn_epsilon: Batch-norm epsilon (TF's 1e-3).
-        drop_path_rate: Stochastic depth; block `i` of `n` drops with
-            `drop_path_rate * i / n`, as the reference.
-        dropout: Dropout before the classifier.
-        include_top: Whether to include the classifier (global pooling, dropout and the
-            `predictions` layer, or the family's own top).
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`; spatial sizes may be `None`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`.
+    Arguments: `help(keras_cnn.models.efficientnet.EfficientNet)`.
     """
 
 
@@ -323,38 +236,7 @@ def GoogLeNetFamily(
     Builds any GoogLeNet (Inception-v1), the generic builder; the defaults are the paper's
     network (`GoogLeNet` is the registered torchvision one, `GoogLeNetPaper` the paper's).
 
-    Args:
-        norm: Batch norm after every conv (torchvision) instead of conv biases (paper).
-        bn_epsilon: Batch-norm epsilon (torchvision's BasicConv2d: 1e-3).
-        branch_kernel: Kernel of the "5x5" branch: 5 (paper) or 3 (torchvision).
-        lrn: Local response normalisation after the first max pool and after the stem's 3x3
-            conv (paper).
-        max_pool_sizes: Kernels of the four stride-2 ceil-mode max pools (after conv1, after
-            conv3, before 4a, before 5a); torchvision uses 2 for the last.
-        aux_logits: Build the two auxiliary classifiers (on 4a and 4d) when `include_top`.
-        aux_pool: Aux-head pooling to 4x4 (`GridAveragePooling2D` windows): `"overlapping"`
-            (the paper's 5x5/3 at 224 px) or `"adaptive"` (torchvision's adaptive average pool).
-        aux_dropout: Dropout in the auxiliary classifiers.
-        se_ratio: Squeeze-and-excitation ratio on every inception module output (1/16 in
-            SE-Inception); 0 disables.
-        dropout: Dropout before the classifier.
-        include_top: Whether to include the classifier (and the auxiliary classifiers).
-        classifier_activation: Activation of the classifiers (`None` returns logits).
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`; spatial sizes may be `None`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`; with `include_top` and `aux_logits` an `AuxiliaryOutputsModel` that
-        returns `(main, aux1, aux2)` in training and `main` otherwise.
+    Arguments: `help(keras_cnn.models.googlenet.GoogLeNetFamily)`.
     """
 
 
@@ -379,34 +261,7 @@ def InceptionV3Family(
     Builds Inception-v3 or SE-Inception-v3 (the generic builder; `InceptionV3` is the
     registered `inception_v3`, which also takes `weights="imagenet"`).
 
-    Args:
-        aux_logits: Add the auxiliary classifier on Mixed_6e (with `include_top`): the model
-            then returns `(main, aux)` when called with `training=True` and only `main`
-            otherwise; `model.fit` adds the aux loss with weight 0.4.
-        se_ratio: Squeeze-and-excitation ratio on every Inception module output (`1/16` in
-            SE-Inception-v3); 0 disables SE.
-        avg_pool_padding: How the modules' 3x3/1 average pools treat the border:
-            `"exclude"` averages real pixels only (TensorFlow, TF-slim and keras.applications,
-            whose `weights="imagenet"` need it), `"include"` divides by 9 counting the zero
-            padding (PyTorch's `avg_pool2d(padding=1)`: torchvision/timm checkpoints need it).
-        input_shape: Optional `(height, width, channels)`; spatial sizes must be >= 75.
-        classifier_activation: Activation of both classifiers (`None` returns logits).
-        dropout: Dropout before the main classifier (torchvision: 0.5).
-        include_top: Whether to include the classifier (global pooling, dropout and the
-            `predictions` layer, or the family's own top).
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model` (an `AuxiliaryOutputsModel` with the auxiliary classifier).
+    Arguments: `help(keras_cnn.models.inception_v3.InceptionV3Family)`.
     """
 
 
@@ -432,34 +287,7 @@ def LeNet(
     """
     Builds a LeNet.
 
-    Args:
-        convs: Convolution rows (`name`, `filters`, `pool`: the name of the 2x2
-            subsampling layer after it, or `None`), see `LENET5_CONVS`.
-        fc_units: Widths of the hidden fully connected layers (F6).
-        activation: Activation of every hidden layer.
-        pool_type: `"avg"` (the paper's subsampling, without its trainable coefficient) or
-            `"max"`.
-        c3_table: Connect the second convolution (C3) sparsely by the paper's Table I.
-        dropout: Dropout after each hidden fully connected layer (the paper has none).
-        include_top: Whether to include F6 and the output layer.
-        input_shape: Optional `(height, width, channels)`; any channel count works.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`); the top
-            ignores it.
-        input_normalization: How the model normalises its [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`. At 32x32 C5's map is 1x1 and the top is the paper's full
-        connection; larger inputs give a C5 map that the top averages (the paper's remark
-        that C5 is a convolution, not a fully connected layer, for larger inputs).
+    Arguments: `help(keras_cnn.models.lenet.LeNet)`.
     """
 
 
@@ -489,37 +317,7 @@ def MobileNetV1(
     """
     Builds a MobileNet v1.
 
-    Args:
-        blocks: The depthwise-separable blocks, one `{"filters", "stride"}` dict each (widths
-            at multiplier 1; strides 1 or 2).
-        width_multiplier: The paper's alpha: scales every width, stem included.
-        depth_multiplier: Output channels per input channel of each depthwise conv (as in
-            keras.applications; the paper's second multiplier is the input resolution).
-        width_rounding: `"divisible"` (timm: nearest multiple of 8) or `"truncate"`
-            (keras.applications: `int(filters * alpha)`).
-        stem_filters: Filters of the stride-2 3x3 stem conv at multiplier 1.
-        activation: `"relu6"` (timm, keras.applications) or `"relu"` (the paper's figure).
-        padding: `"symmetric"` (PyTorch/timm) or `"same"` (keras.applications / TensorFlow).
-        bn_momentum: Batch-norm momentum (0.9 timm, 0.99 keras.applications).
-        bn_epsilon: Batch-norm epsilon (1e-5 timm, 1e-3 keras.applications).
-        dropout: Dropout before the classifier (timm 0; keras.applications 1e-3).
-        include_top: Whether to include the classifier (global pooling, dropout and the
-            `predictions` layer, or the family's own top).
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`; spatial sizes may be `None`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`.
+    Arguments: `help(keras_cnn.models.mobilenet.MobileNetV1)`.
     """
 
 
@@ -563,53 +361,7 @@ def ResNet(
     """
     Builds any ResNet-family network.
 
-    Args:
-        depths: Number of blocks per stage.
-        block: `"basic"` (two 3x3 convs) or `"bottleneck"` (1x1-3x3-1x1, 4x expansion).
-        planes: Width of each stage.
-        strides: Stride of each stage.
-        stride_position: Which block of a stage carries the stride: `"first"` (the paper)
-            or `"last"` (keras.applications' ResNetV2).
-        stem: `"default"` (7x7/2 conv), `"deep"` (three 3x3 convs, ResNet-C) or `"cifar"`
-            (one stride-1 3x3 conv).
-        stem_width: Channels of the stem (the deep stem ends with twice this).
-        stem_pool: `"max"` (3x3/2, padding 1), `"max_ceil"` (3x3/2, ceil mode, as Caffe
-            SENets) or `None`.
-        groups: Cardinality (ResNeXt).
-        base_width: Width per group; 64 for ResNet, 128 for Wide ResNet-50-2.
-        reduce_first: Width divisor of each block's first conv (2 in SENet-154).
-        stride_in_1x1: ResNet v1 (stride on the first 1x1) instead of v1.5 (on the 3x3).
-        avg_down: ResNet-D average-pool downsampling in the shortcut.
-        down_kernel_size: Kernel size of strided projection shortcuts.
-        preact: Pre-activation (v2) blocks, with a final BN-ReLU.
-        preact_bias: Biases on the pre-activation convs that no BN follows.
-        se_ratio: Squeeze-and-excitation ratio of every block (`1/16` in SENet); 0 disables.
-        block_dropout: Dropout inside each block (Wide ResNet).
-        zero_gamma: Initialise the last BN scale of every residual branch to zero.
-        activation: Activation everywhere in the network (`"relu"`; `"leaky_relu"`, Keras'
-            negative slope 0.2, for the Meta Pseudo Labels release's WRN-28).
-        bn_momentum: Batch-norm momentum (PyTorch's 0.9; the TF references use 0.99).
-        bn_epsilon: Batch-norm epsilon (PyTorch's 1e-5; the TF references use 1e-3).
-        drop_path_rate: Stochastic depth of the last block; earlier blocks get a linearly
-            smaller rate (first block 0).
-        dropout: Dropout before the classifier.
-        include_top: Whether to include the classifier (global pooling, dropout and the
-            `predictions` layer, or the family's own top).
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`; spatial sizes may be `None`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`.
+    Arguments: `help(keras_cnn.models.resnet.ResNet)`.
     """
 
 
@@ -635,34 +387,7 @@ def SqueezeNet(
     """
     Builds a SqueezeNet.
 
-    Args:
-        fire_modules: The Fire table, one `{"squeeze", "expand1x1", "expand3x3"}` dict (or
-            `(s1x1, e1x1, e3x3)` tuple) per module; each must squeeze: `s1x1 < e1x1 + e3x3`.
-        stem_filters: Filters of the stem convolution (conv1).
-        stem_kernel: Kernel size of the stride-2, unpadded stem convolution.
-        pool_after: Positions of the 3x3/2 ceil-mode max pools: 0 is after the stem, `n`
-            after the n-th Fire module.
-        bypass: `"none"`, `"simple"` (identity shortcut around every Fire module whose input
-            and output widths match) or `"complex"` (also a 1x1-conv shortcut around the
-            others), the paper's Section 6.
-        include_top: Whether to include the convolutional classifier.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`); with the
-            top, `"max"` replaces its final average pool.
-        classifier_activation: Activation of the classifier (`None` returns the scores).
-        dropout: Dropout before the classifier convolution (0.5 in the paper).
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`; spatial sizes may be `None`.
-        classes: Number of classes.
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`.
+    Arguments: `help(keras_cnn.models.squeezenet.SqueezeNet)`.
     """
 
 
@@ -688,32 +413,7 @@ def VGG(
     """
     Builds any VGG network.
 
-    Args:
-        depths: Number of 3x3 convolutions in each stage.
-        widths: Width of each stage.
-        batch_norm: Batch norm after every convolution (torchvision's `vgg*_bn`).
-        fc_units: Widths of the hidden fully connected layers.
-        grid: Output size of the adaptive average pool before the fully connected layers
-            (7 in torchvision; at 224x224 it is the identity, as in keras.applications).
-        dropout: Dropout after each hidden fully connected layer.
-        include_top: Whether to include the fully connected top.
-        input_shape: Optional `(height, width, channels)`; with `include_top=True` the
-            spatial sizes must be known.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`); the
-            fully connected top ignores it.
-        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
-            weights are taken by the registered builders, e.g.
-            `keras_cnn.ResNet50V1(weights="imagenet")`.
-        input_tensor: Optional Keras tensor to use as the input.
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
-
-    Returns:
-        A `keras.Model`.
+    Arguments: `help(keras_cnn.models.vgg.VGG)`.
     """
 
 

@@ -67,7 +67,7 @@ def _parameter(parameter):
     return text
 
 
-def _function(name, builder):
+def _function(name, builder, *, summary_only=False):
     signature = inspect.signature(builder)
     parts, star = [], False
     for parameter in signature.parameters.values():
@@ -77,6 +77,9 @@ def _function(name, builder):
         parts.append(_parameter(parameter))
     arguments = "".join(f"\n    {part}," for part in parts)
     doc = inspect.cleandoc(builder.__doc__ or "").replace('"""', r"\"\"\"")
+    if summary_only:  # a family builder's arguments are documented in its module, once
+        doc = (f"{doc.split(chr(10) * 2, 1)[0]}\n\n"
+               f"Arguments: `help({builder.__module__}.{builder.__qualname__})`.")
     doc = "\n".join(f"    {line}".rstrip() for line in doc.splitlines())
     return f'def {name}({arguments}\n) -> keras.Model:\n    """\n{doc}\n    """\n'
 
@@ -96,7 +99,10 @@ def render():
         raise RuntimeError(f"exported builders that are neither family nor registered: {missing}")
     names = sorted(keras_cnn.__all__)
     all_list = "".join(f'\n    "{name}",' for name in names)
-    body = "\n\n".join(_function(name, getattr(keras_cnn, name)) for name in ordered)
+    body = "\n\n".join(
+        _function(name, getattr(keras_cnn, name), summary_only=name in family_builders)
+        for name in ordered
+    )
     return f"{HEADER}\n__all__ = [{all_list}\n]\n\n\n{body}"
 
 

@@ -248,13 +248,8 @@ def AlexNetFamily(
                                    dropout_position=dropout_position, grid=grid,
                                    classes=classes, classifier_activation=classifier_activation)
 
-    return build_classifier(
-        lambda x: alexnet_features(x, rows),
-        min_size=_min_input_size(rows),
-        dropout=dropout,
-        top_fn=top,
-        **head,
-    )
+    return build_classifier(lambda x: alexnet_features(x, rows), min_size=_min_input_size(rows),
+                            dropout=dropout, top_fn=top, **head)
 
 
 __all__ = ["AlexNetFamily"] + register_variants(

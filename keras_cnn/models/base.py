@@ -134,7 +134,10 @@ def family_builder(**defaults):
 
         @functools.wraps(func)
         def builder(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs)  # an unknown keyword is a TypeError
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as err:  # an unknown keyword, as for any function
+                raise TypeError(f"{func.__name__}() {err}") from None
             bound.apply_defaults()
             return func(*bound.args, **bound.kwargs)
 

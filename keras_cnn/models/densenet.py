@@ -292,12 +292,7 @@ def DenseNet(
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="bn")(x)
         return layers.Activation("relu", name="relu")(x)
 
-    return build_classifier(
-        features,
-        min_size=min_size,
-        dropout=dropout,
-        **head,
-    )
+    return build_classifier(features, min_size=min_size, dropout=dropout, **head)
 
 
 __all__ = ["DenseNet"] + register_variants(

@@ -334,12 +334,9 @@ def EfficientNet(
         return conv_bn_act(x, filters(head_filters), 1, padding=padding, activation=activation,
                            name="top", **bn)
 
-    return build_classifier(
-        features,
-        min_size=STEM_STRIDE * math.prod(stage.strides for stage in stages),
-        dropout=dropout,
-        **head,
-    )
+    return build_classifier(features,
+                            min_size=STEM_STRIDE * math.prod(stage.strides for stage in stages),
+                            dropout=dropout, **head)
 
 
 def keras_applications_normalization(ka_model):

@@ -323,13 +323,8 @@ def GoogLeNetFamily(
                 ))
         return (x, aux_outputs) if aux_outputs else x
 
-    return build_classifier(
-        features,
-        min_size=TOTAL_STRIDE,
-        dropout=dropout,
-        aux_loss_weights=(AUX_LOSS_WEIGHT, AUX_LOSS_WEIGHT),
-        **head,
-    )
+    return build_classifier(features, min_size=TOTAL_STRIDE, dropout=dropout,
+                            aux_loss_weights=(AUX_LOSS_WEIGHT, AUX_LOSS_WEIGHT), **head)
 
 
 __all__ = ["GoogLeNetFamily"] + register_variants(

@@ -331,13 +331,8 @@ def InceptionV3Family(
                                          classifier_activation=head["classifier_activation"]))
         return (x, aux) if aux else x
 
-    return build_classifier(
-        features,
-        min_size=MIN_SIZE,
-        dropout=dropout,
-        aux_loss_weights=(AUX_LOSS_WEIGHT,),
-        **head,
-    )
+    return build_classifier(features, min_size=MIN_SIZE, dropout=dropout,
+                            aux_loss_weights=(AUX_LOSS_WEIGHT,), **head)
 
 
 __all__ = ["InceptionV3Family"] + register_variants(

@@ -206,13 +206,8 @@ def LeNet(
                                    dropout_position="after_activation", grid=None,
                                    classes=classes, classifier_activation=classifier_activation)
 
-    return build_classifier(
-        features,
-        min_size=_min_input_size(convs),
-        dropout=dropout,
-        top_fn=top,
-        **head,
-    )
+    return build_classifier(features, min_size=_min_input_size(convs), dropout=dropout, top_fn=top,
+                            **head)
 
 
 __all__ = ["LeNet"] + register_variants(

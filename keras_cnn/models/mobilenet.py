@@ -259,12 +259,7 @@ def MobileNetV1(
             )
         return x
 
-    return build_classifier(
-        features,
-        min_size=total_stride,
-        dropout=dropout,
-        **head,
-    )
+    return build_classifier(features, min_size=total_stride, dropout=dropout, **head)
 
 
 __all__ = ["MobileNetV1"] + register_variants(

@@ -545,12 +545,7 @@ def ResNet(
             x = layers.Activation(activation, name="post_relu")(x)
         return x
 
-    return build_classifier(
-        features,
-        min_size=total_stride,
-        dropout=dropout,
-        **head,
-    )
+    return build_classifier(features, min_size=total_stride, dropout=dropout, **head)
 
 
 __all__ = ["ResNet"] + register_variants(

@@ -227,13 +227,8 @@ def SqueezeNet(
                                 name=f"fire{position + FIRST_FIRE_INDEX}")
         return x
 
-    return build_classifier(
-        features,
-        min_size=_min_input_size(stem_kernel, len(pool_after)),
-        dropout=dropout,
-        top_fn=squeezenet_top,
-        **head,
-    )
+    return build_classifier(features, min_size=_min_input_size(stem_kernel, len(pool_after)),
+                            dropout=dropout, top_fn=squeezenet_top, **head)
 
 
 __all__ = ["SqueezeNet"] + register_variants(

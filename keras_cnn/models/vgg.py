@@ -171,13 +171,8 @@ def VGG(
                                    dropout_position="after_activation", grid=grid,
                                    classes=classes, classifier_activation=classifier_activation)
 
-    return build_classifier(
-        features,
-        min_size=POOL_SIZE ** len(depths),
-        dropout=dropout,
-        top_fn=top,
-        **head,
-    )
+    return build_classifier(features, min_size=POOL_SIZE ** len(depths), dropout=dropout,
+                            top_fn=top, **head)
 
 
 __all__ = ["VGG"] + register_variants(
