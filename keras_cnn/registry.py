@@ -1,8 +1,10 @@
 """The model registry: every builder under its timm/torchvision name.
 
-Families declare their variants as rows of data (`register_variants`); each row becomes
-one CamelCase builder (`keras_cnn.ResNet50`) and one registry name (`"resnet50"`), the
-same function under two spellings.
+Families declare their variants as rows of data (`register_variants`); each row spells out
+one registry name (`"resnet50"`) and one CamelCase builder (`keras_cnn.ResNet50`), the same
+function under two spellings. The builders are made here at import, so
+`keras_cnn/__init__.pyi` (written by `tools/gen_stubs.py`) declares them for type checkers
+and IDEs.
 """
 
 import dataclasses
@@ -124,6 +126,14 @@ def _variant_builder(family_builder, info_fields, config):
         f"`weights` also accepts: {', '.join(map(repr, pretrained)) or 'no named weights'}.\n"
     )
     builder.__wrapped__ = family_builder
+    # The signature IDEs, `help()` and `inspect.signature` show: the family builder's
+    # arguments, all keyword-only, with the row's architecture and name as defaults.
+    builder.__signature__ = signature.replace(parameters=[
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY,
+                          default={**config, "name": name}.get(parameter.name, parameter.default))
+        for parameter in signature.parameters.values()
+        if parameter.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ])
     return builder
 
 

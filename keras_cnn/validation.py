@@ -43,3 +43,24 @@ def check_positive_number(argument, value):
     """Raises `ValueError` unless `value` is a real number `> 0` (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"`{argument}` must be a positive number, received {argument}={value!r}")
+
+
+def check_bool(argument, value, *, allow_none=False):
+    """Raises `ValueError` unless `value` is `True` or `False` (or `None` with `allow_none`)."""
+    if allow_none and value is None:
+        return
+    if not isinstance(value, bool):
+        allowed = "True, False or None" if allow_none else "a bool (True or False)"
+        raise ValueError(f"`{argument}` must be {allowed}, received {argument}={value!r}")
+
+
+def check_non_negative(argument, value):
+    """Raises `ValueError` unless `value` is a real number `>= 0` (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
+
+
+def check_non_negative_int(argument, value):
+    """Raises `ValueError` unless `value` is an integer `>= 0` (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"`{argument}` must be an integer >= 0, received {argument}={value!r}")

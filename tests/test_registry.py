@@ -1,10 +1,13 @@
 """Registry-wide tests: every registered model, whatever its family."""
 
+import inspect
+import pathlib
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LARGE_MODELS, accepts, small_input_size
+from conftest import LARGE_MODELS, accepts, load_tool, small_input_size
 
 import keras_cnn
 
@@ -25,6 +28,46 @@ def test_camelcase_builder_is_the_registry_builder(name):
     assert info.builder_name in keras_cnn.__all__
     assert info.variant and info.paper and info.reference
     assert name in (info.builder.__doc__ or "")
+
+
+@pytest.mark.parametrize("family", keras_cnn.models.FAMILIES, ids=lambda f: f.__name__)
+def test_every_name_is_spelled_out_in_its_family_module(family):
+    # grep, an IDE's text search and a reader find a name where it is defined: each row of
+    # VARIANTS writes its registry name and CamelCase builder name as literals.
+    source = pathlib.Path(family.__file__).read_text()
+    for name in keras_cnn.list_models(family=family.__name__.rsplit(".", 1)[-1]):
+        info = keras_cnn.get_model_info(name)
+        assert f'"name": "{name}"' in source
+        assert f'"builder_name": "{info.builder_name}"' in source
+
+
+def test_stub_lists_every_builder_and_is_current():
+    gen_stubs = load_tool("gen_stubs")
+    stub = gen_stubs.STUB.read_text()
+    assert stub == gen_stubs.render(), (
+        f"{gen_stubs.STUB} is stale (a builder, row or signature changed); regenerate it with: "
+        f"{gen_stubs.COMMAND}"
+    )
+    for name in ALL_MODELS:
+        assert f"\ndef {keras_cnn.get_model_info(name).builder_name}(" in stub
+    compile(stub, str(gen_stubs.STUB), "exec")  # valid Python syntax
+
+
+def test_builder_signatures_are_informative():
+    variant = inspect.signature(keras_cnn.ResNet50D).parameters
+    assert variant["avg_down"].default is True and variant["name"].default == "resnet50d"
+    assert all(p.kind is p.KEYWORD_ONLY for p in variant.values())
+    family = inspect.signature(keras_cnn.models.resnet.ResNet).parameters
+    assert list(family)[:2] == ["depths", "block"]
+    for argument in ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+                     "classifier_activation", "input_normalization", "name"):
+        assert argument in variant and argument in family
+        assert f"        {argument}: " in keras_cnn.models.resnet.ResNet.__doc__
+    assert inspect.signature(keras_cnn.LeNet5).parameters["classes"].default == 10
+    with pytest.raises(TypeError, match="no_such_argument"):
+        keras_cnn.models.resnet.ResNet((1, 1), no_such_argument=1)
+    with pytest.raises(TypeError, match="no_such_argument"):
+        keras_cnn.ResNet18(no_such_argument=1)
 
 
 def test_list_models_filters():

@@ -1,5 +1,8 @@
 """Bad arguments give a ValueError naming the argument; nothing else escapes."""
 
+import pathlib
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import keras_cnn
+from keras_cnn import validation
 
 ALL_MODELS = keras_cnn.list_models()
 # Building is the expensive part of a valid draw; the fuzz targets the contract, which
@@ -132,3 +136,38 @@ def test_random_arguments_give_a_model_or_a_named_value_error(case):
         return  # a valid model; running it at this size is a benchmark, not a contract test
     out = model(np.zeros([1, *shape], "float32"))
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(out)))
+
+
+@pytest.mark.parametrize(
+    "check, argument, value, message",
+    [
+        (validation.check_bool, "train_bn", "yes", "`train_bn` must be a bool (True or False), received train_bn='yes'"),
+        (validation.check_bool, "flag", 1, "received flag=1"),
+        (validation.check_non_negative, "alpha", -0.5, "`alpha` must be a number >= 0, received alpha=-0.5"),
+        (validation.check_non_negative, "alpha", True, "received alpha=True"),
+        (validation.check_non_negative, "alpha", float("nan"), "received alpha=nan"),
+        (validation.check_non_negative_int, "steps", 1.5, "`steps` must be an integer >= 0, received steps=1.5"),
+        (validation.check_non_negative_int, "steps", -1, "received steps=-1"),
+    ],
+)
+def test_shared_checks_name_the_argument_and_value(check, argument, value, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check(argument, value)
+
+
+def test_shared_checks_accept_good_values():
+    validation.check_bool("flag", False)
+    validation.check_bool("override", None, allow_none=True)
+    with pytest.raises(ValueError, match=re.escape("`override` must be True, False or None")):
+        validation.check_bool("override", "on", allow_none=True)
+    validation.check_non_negative("alpha", 0)
+    validation.check_non_negative("alpha", 0.25)
+    validation.check_non_negative_int("steps", 0)
+
+
+def test_no_private_copies_of_the_shared_checks():
+    # One definition each, in keras_cnn/validation.py (issue 14).
+    root = pathlib.Path(keras_cnn.__file__).parent
+    pattern = re.compile(r"def _check_(bool|non_negative|non_negative_int)\(")
+    copies = [str(p.relative_to(root)) for p in root.rglob("*.py") if pattern.search(p.read_text())]
+    assert copies == []

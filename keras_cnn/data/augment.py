@@ -13,7 +13,7 @@ import keras
 
 from keras_cnn.data.color import ColorJitter, PCALighting
 from keras_cnn.data.randaugment import MAX_MAGNITUDE, RandAugment
-from keras_cnn.validation import check_positive_int
+from keras_cnn.validation import check_non_negative, check_positive_int
 
 __all__ = ["RANDAUGMENT_MAX_MAGNITUDE", "augment_layers", "mixing_layers"]
 
@@ -114,9 +114,8 @@ def mixing_layers(*, mixup_alpha=0.0, cutmix_alpha=0.0, seed=None):
     Returns:
         `(mixup_layer_or_None, cutmix_layer_or_None)`.
     """
-    for argument, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
+    check_non_negative("mixup_alpha", mixup_alpha)
+    check_non_negative("cutmix_alpha", cutmix_alpha)
     if cutmix_alpha > 1:
         raise ValueError(f"`cutmix_alpha` must be in [0, 1] (keras.layers.CutMix), received cutmix_alpha={cutmix_alpha!r}")
     mixup = keras.layers.MixUp(alpha=float(mixup_alpha), seed=seed, dtype="float32") if mixup_alpha > 0 else None

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from keras_cnn.data.augment import mixing_layers
 from keras_cnn.data.preprocessing import DEFAULT_CROP_FRACTION, KINDS, preprocess_eval, preprocess_train
-from keras_cnn.validation import check_choice, check_positive_int
+from keras_cnn.validation import check_bool, check_choice, check_positive_int
 
 __all__ = ["CACHE_LIMIT_BYTES", "SMALL_DATASET", "epoch_variable", "make_pipeline"]
 
@@ -77,11 +77,6 @@ def _estimated_bytes(dataset, has_labels):
     if count < 0 or not spec.shape.is_fully_defined():
         return None
     return count * int(np.prod(spec.shape)) * spec.dtype.size
-
-
-def _check_bool(argument, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"`{argument}` must be True or False, received {argument}={value!r}")
 
 
 def make_pipeline(
@@ -149,13 +144,13 @@ def make_pipeline(
         The `tf.data.Dataset`: images `[B, image_size, image_size, 3]` float32 in [0, 255];
         labels `[B]` int32, or `[B, num_classes]` float32 when `one_hot`.
     """
-    _check_bool("training", training)
+    check_bool("training", training)
     check_positive_int("batch_size", batch_size)
     check_positive_int("image_size", image_size)
     check_positive_int("num_classes", num_classes)
     check_choice("preprocessing", preprocessing, KINDS)
     for argument, value in (("one_hot", one_hot), ("deterministic", deterministic), ("repeat", repeat)):
-        _check_bool(argument, value)
+        check_bool(argument, value)
     if augment is not None and (not isinstance(augment, (list, tuple)) or not all(callable(a) for a in augment)):
         raise ValueError(f"`augment` must be None or a list of layers, received augment={augment!r}")
     if shuffle_buffer is not None:
@@ -165,7 +160,7 @@ def make_pipeline(
     if epoch is not None and not isinstance(epoch, tf.Variable):
         check_positive_int("epoch", epoch, minimum=0)
     if drop_remainder is not None:
-        _check_bool("drop_remainder", drop_remainder)
+        check_bool("drop_remainder", drop_remainder)
     if cache is not None and not isinstance(cache, (bool, str)):
         raise ValueError(f"`cache` must be None, True, False or a file path, received cache={cache!r}")
     mixup, cutmix = mixing_layers(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,

@@ -21,6 +21,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_cnn.validation import check_bool
+
 __all__ = [
     "BACKUP_SAVE_FREQ",
     "MultiWorkerBackupAndRestore",
@@ -213,8 +215,7 @@ def backup_and_restore(directory, *, save_freq=BACKUP_SAVE_FREQ, delete_checkpoi
         isinstance(save_freq, bool) or not isinstance(save_freq, numbers.Integral) or save_freq <= 0
     ):
         raise ValueError(f"`save_freq` must be 'epoch' or a positive integer. Received: save_freq={save_freq!r}")
-    if not isinstance(delete_checkpoint, bool):
-        raise ValueError(f"`delete_checkpoint` must be a bool. Received: delete_checkpoint={delete_checkpoint!r}")
+    check_bool("delete_checkpoint", delete_checkpoint)
     save_freq = save_freq if save_freq == "epoch" else int(save_freq)
     # double_checkpoint: keep the previous backup while writing the next, so a kill during the
     # write (preemption, SIGKILL) falls back to it instead of losing the run.

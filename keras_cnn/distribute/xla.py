@@ -40,6 +40,7 @@ import keras
 import tensorflow as tf
 
 from keras_cnn.distribute.train_step import unscale_loss
+from keras_cnn.validation import check_bool
 
 LOGGER = logging.getLogger("keras_cnn.distribute")
 UPSTREAM_ISSUE = "https://github.com/keras-team/keras/issues/19005"
@@ -103,8 +104,7 @@ def choose_jit_compile(model_or_name, device_kind=None, strategy=None, *, overri
     Returns:
         bool, for `model.compile(jit_compile=...)`.
     """
-    if override is not None and not isinstance(override, bool):
-        raise ValueError(f"`override` must be True, False or None, received override={override!r}")
+    check_bool("override", override, allow_none=True)
     if device_kind is None:
         from keras_cnn.distribute.strategy import device_kind as strategy_device_kind
 

@@ -20,6 +20,7 @@ from keras_cnn.models.base import (
     check_choice,
     check_int_sequence,
     check_positive_int,
+    family_builder,
     head_dtype,
 )
 from keras_cnn.registry import register_variants
@@ -206,6 +207,7 @@ def alexnet_features(x, rows):
     return x
 
 
+@family_builder(name="alexnet")
 def AlexNetFamily(
     convs=TORCHVISION_CONVS,
     *,
@@ -213,16 +215,7 @@ def AlexNetFamily(
     grid=TORCHVISION_GRID,
     dropout_position="before_dense",
     dropout=FC_DROPOUT,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    input_normalization="imagenet",
-    default_size=224,
-    name="alexnet",
+    **head,
 ):
     """Builds any AlexNet (the generic builder; `AlexNet` is the registered torchvision one).
 
@@ -235,18 +228,10 @@ def AlexNetFamily(
         dropout_position: `"before_dense"` (torchvision) or `"after_activation"` (paper).
         dropout: Dropout rate of the hidden fully connected layers.
         include_top: Whether to include the fully connected top.
-        weights: `None` or a weights file path.
-        input_tensor: Optional Keras tensor to use as the input.
         input_shape: Optional `(height, width, channels)`; with `include_top=True` the
             spatial sizes must be known.
         pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`); the
             fully connected top ignores it.
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`.
@@ -255,8 +240,7 @@ def AlexNetFamily(
     check_int_sequence("fc_units", fc_units)
     check_positive_int("grid", grid)
     check_choice("dropout_position", dropout_position, DROPOUT_POSITIONS)
-    check_positive_int("default_size", default_size)
-    check_fixed_size_for_top(include_top, input_shape, input_tensor)
+    check_fixed_size_for_top(head["include_top"], head["input_shape"], head["input_tensor"])
 
     def top(x, *, classes, classifier_activation, dropout, pooling):
         del pooling  # the fully connected top has its own adaptive pool
@@ -264,22 +248,8 @@ def AlexNetFamily(
                                    dropout_position=dropout_position, grid=grid,
                                    classes=classes, classifier_activation=classifier_activation)
 
-    return build_classifier(
-        lambda x: alexnet_features(x, rows),
-        name=name,
-        default_size=default_size,
-        min_size=_min_input_size(rows),
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-        top_fn=top,
-    )
+    return build_classifier(lambda x: alexnet_features(x, rows), min_size=_min_input_size(rows),
+                            dropout=dropout, top_fn=top, **head)
 
 
 __all__ = ["AlexNetFamily"] + register_variants(

@@ -5,8 +5,11 @@ maps the input tensor to the last feature map to `build_classifier`, which owns 
 handling, the classification head / feature pooling, and loading a weights file.
 """
 
+import functools
+import inspect
 import numbers
 import os
+import re
 import sys
 import warnings
 
@@ -14,6 +17,7 @@ import keras
 from keras import layers
 
 from keras_cnn.validation import (  # noqa: F401  (families import them from here too)
+    check_bool,
     check_choice,
     check_int_sequence,
     check_positive_int,
@@ -46,6 +50,103 @@ INPUT_NORMALIZATIONS = {
     # weights is folded into the first convolution when they are ported).
     "caffe": ((123.68, 116.779, 103.939), (1.0, 1.0, 1.0)),
 }
+
+
+# The head contract: the keyword arguments every family builder takes, documented once here.
+# `family_builder` adds them to a family's signature and docstring; the family receives them
+# as `**head` and hands them to `build_classifier` unchanged.
+HEAD_ARGS_DOC = """
+        include_top: Whether to include the classifier (global pooling, dropout and the
+            `predictions` layer, or the family's own top).
+        weights: `None` or the path of a weights file (`.weights.h5` or `.keras`). Named
+            weights are taken by the registered builders, e.g.
+            `keras_cnn.ResNet50V1(weights="imagenet")`.
+        input_tensor: Optional Keras tensor to use as the input.
+        input_shape: Optional `(height, width, channels)`; spatial sizes may be `None`.
+        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
+        classes: Number of classes.
+        classifier_activation: Activation of the classifier (`None` returns logits).
+        input_normalization: How the model normalises its RGB [0, 255] input (see
+            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
+        default_size: Input size used when no `input_shape` is given.
+        name: Model name.
+"""
+
+# name: (default, annotation). A family may override a default (`family_builder(classes=10)`).
+HEAD_ARGS = {
+    "include_top": (True, "bool"),
+    "weights": (None, "str | os.PathLike[str] | None"),
+    "input_tensor": (None, "keras.KerasTensor | None"),
+    "input_shape": (None, "tuple[int | None, int | None, int] | None"),
+    "pooling": (None, "str | None"),
+    "classes": (1000, "int"),
+    "classifier_activation": ("softmax", "str | Callable[..., Any] | None"),
+    "input_normalization": ("imagenet", "str | tuple[Any, Any] | None"),
+    "default_size": (224, "int"),
+    "name": (None, "str"),
+}
+
+
+def _head_arg_docs():
+    entries = re.split(r"\n(?=        \w+: )", HEAD_ARGS_DOC.strip("\n"))
+    return {entry.split(":", 1)[0].strip(): entry for entry in entries}
+
+
+def _with_head_docs(doc, documented):
+    """Appends the `HEAD_ARGS_DOC` entries a family does not document itself to its Args."""
+    extra = "\n".join(text for arg, text in _head_arg_docs().items() if arg not in documented)
+    head, sep, tail = doc.partition("\n\n    Returns:")
+    return f"{head}\n{extra}{sep}{tail}"
+
+
+def family_builder(**defaults):
+    """Decorates a family's generic builder that takes the head contract as `**head`.
+
+    The decorated builder's signature lists the family's own arguments followed by the head
+    arguments of `HEAD_ARGS` as keyword-only parameters (with the family's `defaults`), so
+    `inspect.signature`, `help()` and an unknown keyword (a `TypeError`) behave as if they were
+    written out; its docstring gains the `HEAD_ARGS_DOC` entries it does not write itself. The
+    family receives every head argument (defaults applied) in `**head` and passes them on to
+    `build_classifier(features, ..., **head)`.
+
+    Args:
+        **defaults: Family defaults of head arguments; `name` is required.
+
+    Returns:
+        The decorator.
+    """
+    unknown = set(defaults) - set(HEAD_ARGS)
+    if unknown or "name" not in defaults:
+        raise TypeError(f"family_builder takes `name` and defaults of {sorted(HEAD_ARGS)}, "
+                        f"received {sorted(defaults)}")
+
+    def decorate(func):
+        own = inspect.signature(func)
+        params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        if len(params) == len(own.parameters) or set(HEAD_ARGS) & set(own.parameters):
+            raise TypeError(f"{func.__name__} must take the head arguments as **head only")
+        params += [
+            inspect.Parameter(arg, inspect.Parameter.KEYWORD_ONLY,
+                              default=defaults.get(arg, default), annotation=annotation)
+            for arg, (default, annotation) in HEAD_ARGS.items()
+        ]
+        signature = own.replace(parameters=params, return_annotation="keras.Model")
+
+        @functools.wraps(func)
+        def builder(*args, **kwargs):
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as err:  # an unknown keyword, as for any function
+                raise TypeError(f"{func.__name__}() {err}") from None
+            bound.apply_defaults()
+            return func(*bound.args, **bound.kwargs)
+
+        builder.__signature__ = signature
+        documented = set(re.findall(r"^        (\w+):", func.__doc__, flags=re.MULTILINE))
+        builder.__doc__ = _with_head_docs(func.__doc__, documented)
+        return builder
+
+    return decorate
 
 
 def _check_activation(classifier_activation):
@@ -103,13 +204,13 @@ def resolve_input_shape(input_shape, input_tensor, *, default_size, min_size):
 
 
 def validate_head_args(
-    *, include_top, weights, pooling, classes, classifier_activation, dropout, name
+    *, include_top, weights, pooling, classes, classifier_activation, dropout, name, default_size=224
 ):
     """Checks the head-contract arguments every builder shares."""
-    if not isinstance(include_top, bool):
-        raise ValueError(f"`include_top` must be True or False, received include_top={include_top!r}")
+    check_bool("include_top", include_top)
     check_choice("pooling", pooling, POOLING_MODES)
     check_positive_int("classes", classes)
+    check_positive_int("default_size", default_size)
     check_rate("dropout", dropout)
     _check_activation(classifier_activation)
     if not isinstance(name, str) or not name:
@@ -241,6 +342,7 @@ def build_classifier(
         classifier_activation=classifier_activation,
         dropout=dropout,
         name=name,
+        default_size=default_size,
     )
     shape = resolve_input_shape(
         input_shape, input_tensor, default_size=default_size, min_size=min_size

@@ -20,10 +20,12 @@ from keras_cnn.layers import conv_bn_act
 from keras_cnn.layers.conv_bn_act import BN_EPSILON, BN_MOMENTUM
 from keras_cnn.models.base import (
     build_classifier,
+    check_bool,
     check_choice,
     check_int_sequence,
     check_positive_int,
     check_rate,
+    family_builder,
 )
 from keras_cnn.registry import register_variants
 
@@ -94,14 +96,21 @@ TV, KA = "torchvision", "keras.applications"
 
 # One row per registered name.
 VARIANTS = [
-    *(
-        {"name": f"densenet{depth}", "builder_name": f"DenseNet{depth}", "config": _imagenet(depth),
-         "variant": f"DenseNet-{depth} (DenseNet-BC, k=32, ImageNet), as torchvision and "
-                    f"keras.applications.DenseNet{depth}",
-         "reference": f"{TV} densenet{depth}; {KA} DenseNet{depth} without its BN statistics",
-         "pretrained": ("imagenet",)}
-        for depth in (121, 169, 201)
-    ),
+    {"name": "densenet121", "builder_name": "DenseNet121", "config": _imagenet(121),
+     "variant": "DenseNet-121 (DenseNet-BC, k=32, ImageNet), as torchvision and "
+                "keras.applications.DenseNet121",
+     "reference": "torchvision densenet121; keras.applications DenseNet121 without its BN "
+                  "statistics", "pretrained": ("imagenet",)},
+    {"name": "densenet169", "builder_name": "DenseNet169", "config": _imagenet(169),
+     "variant": "DenseNet-169 (DenseNet-BC, k=32, ImageNet), as torchvision and "
+                "keras.applications.DenseNet169",
+     "reference": "torchvision densenet169; keras.applications DenseNet169 without its BN "
+                  "statistics", "pretrained": ("imagenet",)},
+    {"name": "densenet201", "builder_name": "DenseNet201", "config": _imagenet(201),
+     "variant": "DenseNet-201 (DenseNet-BC, k=32, ImageNet), as torchvision and "
+                "keras.applications.DenseNet201",
+     "reference": "torchvision densenet201; keras.applications DenseNet201 without its BN "
+                  "statistics", "pretrained": ("imagenet",)},
     {"name": "densenet161", "builder_name": "DenseNet161",
      "config": _imagenet(161, DENSENET161_GROWTH_RATE),
      "variant": "DenseNet-161 (DenseNet-BC, k=48, 96-channel stem, ImageNet), as torchvision",
@@ -202,6 +211,7 @@ def _check_compression(compression):
         )
 
 
+@family_builder(name="densenet")
 def DenseNet(
     block_config,
     growth_rate=IMAGENET_GROWTH_RATE,
@@ -213,16 +223,7 @@ def DenseNet(
     stem="imagenet",
     drop_rate=0.0,
     dropout=0.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    input_normalization="imagenet",
-    default_size=224,
-    name="densenet",
+    **head,
 ):
     """Builds any DenseNet: DenseNet, -B (`bottleneck`), -C (`compression < 1`) or -BC.
 
@@ -240,18 +241,6 @@ def DenseNet(
         drop_rate: Dropout after every conv of the dense layers and transitions (the paper
             uses 0.2 on CIFAR without data augmentation).
         dropout: Dropout before the classifier.
-        include_top: Whether to include the classifier.
-        weights: `None` or a weights file path (named weights: use a registered builder
-            such as `DenseNet121(weights="imagenet")`).
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`.
@@ -262,9 +251,7 @@ def DenseNet(
         num_init_features = INIT_FEATURES_PER_GROWTH * growth_rate
     check_positive_int("num_init_features", num_init_features)
     check_positive_int("bn_size", bn_size)
-    check_positive_int("default_size", default_size)
-    if not isinstance(bottleneck, bool):
-        raise ValueError(f"`bottleneck` must be True or False, received bottleneck={bottleneck!r}")
+    check_bool("bottleneck", bottleneck)
     _check_compression(compression)
     check_choice("stem", stem, tuple(STEM_STRIDE))
     check_rate("drop_rate", drop_rate)
@@ -291,21 +278,7 @@ def DenseNet(
         x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="bn")(x)
         return layers.Activation("relu", name="relu")(x)
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=min_size,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-    )
+    return build_classifier(features, min_size=min_size, dropout=dropout, **head)
 
 
 __all__ = ["DenseNet"] + register_variants(

@@ -26,6 +26,7 @@ from keras_cnn.models.base import (
     check_positive_int,
     check_positive_number,
     check_rate,
+    family_builder,
 )
 from keras_cnn.registry import register_variants
 
@@ -240,6 +241,7 @@ def _block_letters(index):
     return letters
 
 
+@family_builder(default_size=BASE_RESOLUTION, name="efficientnet")
 def EfficientNet(
     width_coefficient,
     depth_coefficient,
@@ -254,16 +256,7 @@ def EfficientNet(
     bn_epsilon=TF_BN_EPSILON,
     drop_path_rate=DROP_PATH_RATE,
     dropout=0.2,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    input_normalization="imagenet",
-    default_size=BASE_RESOLUTION,
-    name="efficientnet",
+    **head,
 ):
     """Builds an EfficientNet of any width and depth.
 
@@ -283,18 +276,6 @@ def EfficientNet(
         drop_path_rate: Stochastic depth; block `i` of `n` drops with
             `drop_path_rate * i / n`, as the reference.
         dropout: Dropout before the classifier.
-        include_top: Whether to include the classifier.
-        weights: `None` or a weights file path (named weights: use a registered builder
-            such as `EfficientNetB0(weights="imagenet")`).
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`.
@@ -304,7 +285,6 @@ def EfficientNet(
     stages = _check_blocks_args(blocks_args)
     check_positive_int("depth_divisor", depth_divisor)
     check_positive_int("head_filters", head_filters)
-    check_positive_int("default_size", default_size)
     bad_activation = ValueError(
         f"`activation` must be a Keras activation name or a callable, received "
         f"activation={activation!r}"
@@ -353,55 +333,65 @@ def EfficientNet(
         return conv_bn_act(x, filters(head_filters), 1, padding=padding, activation=activation,
                            name="top", **bn)
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=STEM_STRIDE * math.prod(stage.strides for stage in stages),
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-    )
+    return build_classifier(features,
+                            min_size=STEM_STRIDE * math.prod(stage.strides for stage in stages),
+                            dropout=dropout, **head)
 
 
 NOISY_STUDENT = "Self-training with Noisy Student (Xie et al., 2020)"
 MPL = "Meta Pseudo Labels (Pham et al., 2021)"
 
 
-def _row(key, builder_name, variant, reference, **extra):
+def _scaled(key):
     scaling = SCALING[key]
-    return {
-        "name": f"efficientnet_{key}",
-        "builder_name": builder_name,
-        "variant": variant,
-        "reference": reference,
-        "config": {"width_coefficient": scaling.width, "depth_coefficient": scaling.depth,
-                   "default_size": scaling.resolution, "dropout": scaling.dropout},
-        **extra,
-    }
+    return {"width_coefficient": scaling.width, "depth_coefficient": scaling.depth,
+            "default_size": scaling.resolution, "dropout": scaling.dropout}
 
 
+# One row per registered name.
 VARIANTS = [
-    *(
-        _row(f"b{i}", f"EfficientNetB{i}",
-             f"EfficientNet-B{i}: width x{SCALING[f'b{i}'].width}, depth x{SCALING[f'b{i}'].depth}, "
-             f"{SCALING[f'b{i}'].resolution} px, TF padding (keras.applications.EfficientNetB{i})",
-             f"timm tf_efficientnet_b{i}", pretrained=("imagenet",))
-        for i in range(8)
-    ),
-    _row("l2", "EfficientNetL2",
-         "EfficientNet-L2: width x4.3, depth x5.3, 800 px, TF padding (Noisy Student's largest)",
-         "timm tf_efficientnet_l2", paper=NOISY_STUDENT),
-    _row("b6_wide", "EfficientNetB6Wide",
-         "EfficientNet-B6-Wide: B6 depth (x2.6) with width x5.0, 800 px (Meta Pseudo Labels' "
-         "'efficientnet-b6-mpl')",
-         "google-research meta_pseudo_labels efficientnet-b6-mpl (paper: 390M)", paper=MPL),
+    {"name": "efficientnet_b0", "builder_name": "EfficientNetB0", "config": _scaled("b0"),
+     "variant": "EfficientNet-B0: width x1.0, depth x1.0, 224 px, TF padding "
+                "(keras.applications.EfficientNetB0)",
+     "reference": "timm tf_efficientnet_b0", "pretrained": ("imagenet",)},
+    {"name": "efficientnet_b1", "builder_name": "EfficientNetB1", "config": _scaled("b1"),
+     "variant": "EfficientNet-B1: width x1.0, depth x1.1, 240 px, TF padding "
+                "(keras.applications.EfficientNetB1)",
+     "reference": "timm tf_efficientnet_b1", "pretrained": ("imagenet",)},
+    {"name": "efficientnet_b2", "builder_name": "EfficientNetB2", "config": _scaled("b2"),
+     "variant": "EfficientNet-B2: width x1.1, depth x1.2, 260 px, TF padding "
+                "(keras.applications.EfficientNetB2)",
+     "reference": "timm tf_efficientnet_b2", "pretrained": ("imagenet",)},
+    {"name": "efficientnet_b3", "builder_name": "EfficientNetB3", "config": _scaled("b3"),
+     "variant": "EfficientNet-B3: width x1.2, depth x1.4, 300 px, TF padding "
+                "(keras.applications.EfficientNetB3)",
+     "reference": "timm tf_efficientnet_b3", "pretrained": ("imagenet",)},
+    {"name": "efficientnet_b4", "builder_name": "EfficientNetB4", "config": _scaled("b4"),
+     "variant": "EfficientNet-B4: width x1.4, depth x1.8, 380 px, TF padding "
+                "(keras.applications.EfficientNetB4)",
+     "reference": "timm tf_efficientnet_b4", "pretrained": ("imagenet",)},
+    {"name": "efficientnet_b5", "builder_name": "EfficientNetB5", "config": _scaled("b5"),
+     "variant": "EfficientNet-B5: width x1.6, depth x2.2, 456 px, TF padding "
+                "(keras.applications.EfficientNetB5)",
+     "reference": "timm tf_efficientnet_b5", "pretrained": ("imagenet",)},
+    {"name": "efficientnet_b6", "builder_name": "EfficientNetB6", "config": _scaled("b6"),
+     "variant": "EfficientNet-B6: width x1.8, depth x2.6, 528 px, TF padding "
+                "(keras.applications.EfficientNetB6)",
+     "reference": "timm tf_efficientnet_b6", "pretrained": ("imagenet",)},
+    {"name": "efficientnet_b7", "builder_name": "EfficientNetB7", "config": _scaled("b7"),
+     "variant": "EfficientNet-B7: width x2.0, depth x3.1, 600 px, TF padding "
+                "(keras.applications.EfficientNetB7)",
+     "reference": "timm tf_efficientnet_b7", "pretrained": ("imagenet",)},
+    {"name": "efficientnet_l2", "builder_name": "EfficientNetL2", "config": _scaled("l2"),
+     "variant": "EfficientNet-L2: width x4.3, depth x5.3, 800 px, TF padding (Noisy Student's "
+                "largest)",
+     "reference": "timm tf_efficientnet_l2", "paper": NOISY_STUDENT},
+    {"name": "efficientnet_b6_wide", "builder_name": "EfficientNetB6Wide",
+     "config": _scaled("b6_wide"),
+     "variant": "EfficientNet-B6-Wide: B6 depth (x2.6) with width x5.0, 800 px (Meta Pseudo "
+                "Labels' 'efficientnet-b6-mpl')",
+     "reference": "google-research meta_pseudo_labels efficientnet-b6-mpl (paper: 390M)",
+     "paper": MPL},
 ]
 
 

@@ -32,10 +32,11 @@ from keras_cnn.layers.pooling import GRID_WINDOWS
 from keras_cnn.models.base import (
     AUX_LOSS_WEIGHT,
     build_classifier,
+    check_bool,
     check_choice,
-    check_positive_int,
     check_positive_number,
     check_rate,
+    family_builder,
     head_dtype,
 )
 from keras_cnn.registry import register_variants
@@ -234,6 +235,7 @@ VARIANTS = [
 ]
 
 
+@family_builder(name="googlenet")
 def GoogLeNetFamily(
     *,
     norm=False,
@@ -246,16 +248,7 @@ def GoogLeNetFamily(
     aux_dropout=AUX_DROPOUT,
     se_ratio=0.0,
     dropout=PAPER_DROPOUT,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    input_normalization="imagenet",
-    default_size=224,
-    name="googlenet",
+    **head,
 ):
     """Builds any GoogLeNet (Inception-v1), the generic builder; the defaults are the paper's
     network (`GoogLeNet` is the registered torchvision one, `GoogLeNetPaper` the paper's).
@@ -276,29 +269,18 @@ def GoogLeNetFamily(
             SE-Inception); 0 disables.
         dropout: Dropout before the classifier.
         include_top: Whether to include the classifier (and the auxiliary classifiers).
-        weights: `None` or a weights file path.
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
         classifier_activation: Activation of the classifiers (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`; with `include_top` and `aux_logits` an `AuxiliaryOutputsModel` that
         returns `(main, aux1, aux2)` in training and `main` otherwise.
     """
     for argument, value in (("norm", norm), ("lrn", lrn), ("aux_logits", aux_logits)):
-        if not isinstance(value, bool):
-            raise ValueError(f"`{argument}` must be True or False, received {argument}={value!r}")
+        check_bool(argument, value)
     check_choice("branch_kernel", branch_kernel, (3, 5))
     check_choice("aux_pool", aux_pool, AUX_POOLS)
     for argument, value in (("aux_dropout", aux_dropout), ("se_ratio", se_ratio)):
         check_rate(argument, value)
-    check_positive_int("default_size", default_size)
     check_positive_number("bn_epsilon", bn_epsilon)
     pools_needed = 2 + sum(spec.pool_before for spec in INCEPTION_V1)
     if (
@@ -333,30 +315,16 @@ def GoogLeNetFamily(
                 spec.pool_proj, branch_kernel=branch_kernel, norm=norm, bn_epsilon=bn_epsilon,
                 se_ratio=se_ratio, name=f"inception{spec.name}",
             )
-            if spec.aux and aux_logits and include_top:
+            if spec.aux and aux_logits and head["include_top"]:
                 aux_outputs.append(auxiliary_classifier(
-                    x, classes=classes, classifier_activation=classifier_activation,
+                    x, classes=head["classes"], classifier_activation=head["classifier_activation"],
                     dropout=aux_dropout, pool=aux_pool, norm=norm, bn_epsilon=bn_epsilon,
                     name=f"aux{len(aux_outputs) + 1}",
                 ))
         return (x, aux_outputs) if aux_outputs else x
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=TOTAL_STRIDE,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-        aux_loss_weights=(AUX_LOSS_WEIGHT, AUX_LOSS_WEIGHT),
-    )
+    return build_classifier(features, min_size=TOTAL_STRIDE, dropout=dropout,
+                            aux_loss_weights=(AUX_LOSS_WEIGHT, AUX_LOSS_WEIGHT), **head)
 
 
 __all__ = ["GoogLeNetFamily"] + register_variants(

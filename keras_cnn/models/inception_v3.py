@@ -20,7 +20,7 @@ from keras import layers
 
 from keras_cnn.layers import GridAveragePooling2D, conv_bn_act, squeeze_excite
 from keras_cnn.layers.conv_bn_act import BN_MOMENTUM
-from keras_cnn.models.base import build_classifier, check_rate, head_dtype
+from keras_cnn.models.base import build_classifier, check_bool, check_rate, family_builder, head_dtype
 from keras_cnn.registry import register_variants
 
 # torchvision's BasicConv2d and keras.applications' conv2d_bn both use TF-slim's epsilon, so
@@ -272,22 +272,14 @@ def inception_aux(x, *, classes, classifier_activation, name="aux"):
                         name=f"{name}_predictions")(x)
 
 
+@family_builder(default_size=299, name="inception_v3")
 def InceptionV3Family(
     *,
     aux_logits=True,
     se_ratio=0.0,
     avg_pool_padding="exclude",
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
     dropout=0.5,
-    input_normalization="imagenet",
-    default_size=299,
-    name="inception_v3",
+    **head,
 ):
     """Builds Inception-v3 or SE-Inception-v3 (the generic builder; `InceptionV3` is the
     registered `inception_v3`, which also takes `weights="imagenet"`).
@@ -302,30 +294,19 @@ def InceptionV3Family(
             `"exclude"` averages real pixels only (TensorFlow, TF-slim and keras.applications,
             whose `weights="imagenet"` need it), `"include"` divides by 9 counting the zero
             padding (PyTorch's `avg_pool2d(padding=1)`: torchvision/timm checkpoints need it).
-        include_top: Whether to include the classifier.
-        weights: `None` or a weights file path (named weights: use a registered builder
-            such as `keras_cnn.InceptionV3(weights="imagenet")`).
-        input_tensor: Optional Keras tensor to use as the input.
         input_shape: Optional `(height, width, channels)`; spatial sizes must be >= 75.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
         classifier_activation: Activation of both classifiers (`None` returns logits).
         dropout: Dropout before the main classifier (torchvision: 0.5).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model` (an `AuxiliaryOutputsModel` with the auxiliary classifier).
     """
-    if not isinstance(aux_logits, bool):
-        raise ValueError(f"`aux_logits` must be True or False, received aux_logits={aux_logits!r}")
+    check_bool("aux_logits", aux_logits)
     check_rate("se_ratio", se_ratio)
     if avg_pool_padding not in AVG_POOL_PADDINGS:
         raise ValueError(f"`avg_pool_padding` must be one of {AVG_POOL_PADDINGS}, received "
                          f"avg_pool_padding={avg_pool_padding!r}")
-    with_aux = aux_logits and include_top is True
+    with_aux = aux_logits and head["include_top"] is True
 
     def features(x):
         for tag, step in STEM:
@@ -336,26 +317,12 @@ def InceptionV3Family(
             x = inception_module(x, branches, se_ratio=se_ratio, avg_pool_padding=avg_pool_padding,
                                  name=row["name"])
             if with_aux and row["name"] == AUX_AFTER:
-                aux.append(inception_aux(x, classes=classes,
-                                         classifier_activation=classifier_activation))
+                aux.append(inception_aux(x, classes=head["classes"],
+                                         classifier_activation=head["classifier_activation"]))
         return (x, aux) if aux else x
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=MIN_SIZE,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-        aux_loss_weights=(AUX_LOSS_WEIGHT,),
-    )
+    return build_classifier(features, min_size=MIN_SIZE, dropout=dropout,
+                            aux_loss_weights=(AUX_LOSS_WEIGHT,), **head)
 
 
 __all__ = ["InceptionV3Family"] + register_variants(

@@ -15,7 +15,13 @@ import keras
 from keras import layers, ops
 
 from keras_cnn.models.alexnet import fully_connected_top
-from keras_cnn.models.base import build_classifier, check_choice, check_positive_int
+from keras_cnn.models.base import (
+    build_classifier,
+    check_bool,
+    check_choice,
+    check_positive_int,
+    family_builder,
+)
 from keras_cnn.registry import register_variants
 
 KERNEL = 5  # every convolution is 5x5, unpadded
@@ -117,6 +123,7 @@ def _min_input_size(convs):
     raise ValueError("the convolution table shrinks every input below 1 pixel")
 
 
+@family_builder(classes=MNIST_CLASSES, default_size=MNIST_SIZE, name="lenet5")
 def LeNet(
     convs=LENET5_CONVS,
     *,
@@ -125,16 +132,7 @@ def LeNet(
     pool_type="avg",
     c3_table=False,
     dropout=0.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=MNIST_CLASSES,
-    classifier_activation="softmax",
-    input_normalization="imagenet",
-    default_size=MNIST_SIZE,
-    name="lenet5",
+    **head,
 ):
     """Builds a LeNet.
 
@@ -148,17 +146,11 @@ def LeNet(
         c3_table: Connect the second convolution (C3) sparsely by the paper's Table I.
         dropout: Dropout after each hidden fully connected layer (the paper has none).
         include_top: Whether to include F6 and the output layer.
-        weights: `None` or a weights file path.
-        input_tensor: Optional Keras tensor to use as the input.
         input_shape: Optional `(height, width, channels)`; any channel count works.
         pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`); the top
             ignores it.
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
         input_normalization: How the model normalises its [0, 255] input (see
             `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`. At 32x32 C5's map is 1x1 and the top is the paper's full
@@ -190,13 +182,11 @@ def LeNet(
         raise ValueError(f"`activation` must be a Keras activation name, received "
                          f"activation={activation!r}")
     check_choice("pool_type", pool_type, POOL_TYPES)
-    if not isinstance(c3_table, bool):
-        raise ValueError(f"`c3_table` must be True or False, received c3_table={c3_table!r}")
+    check_bool("c3_table", c3_table)
     if c3_table and (len(convs) < 2 or convs[0]["filters"] != max(max(m) for m in C3_TABLE) + 1
                      or convs[1]["filters"] != len(C3_TABLE)):
         raise ValueError(f"`c3_table` needs a first convolution of 6 and a second of 16 maps, "
                          f"received c3_table=True with convs={convs!r}")
-    check_positive_int("default_size", default_size)
     pool_layer = layers.AveragePooling2D if pool_type == "avg" else layers.MaxPooling2D
 
     def features(x):
@@ -216,22 +206,8 @@ def LeNet(
                                    dropout_position="after_activation", grid=None,
                                    classes=classes, classifier_activation=classifier_activation)
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=_min_input_size(convs),
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-        top_fn=top,
-    )
+    return build_classifier(features, min_size=_min_input_size(convs), dropout=dropout, top_fn=top,
+                            **head)
 
 
 __all__ = ["LeNet"] + register_variants(

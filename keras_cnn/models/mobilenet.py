@@ -21,6 +21,7 @@ from keras_cnn.models.base import (
     check_positive_int,
     check_positive_number,
     check_rate,
+    family_builder,
 )
 from keras_cnn.registry import register_variants
 
@@ -67,19 +68,23 @@ def _timm(width_multiplier):
 
 
 VARIANTS = [
-    *(
-        {"name": f"mobilenetv1_{round(alpha * 100):03d}",
-         "builder_name": f"MobileNetV1_{round(alpha * 100):03d}", "config": _timm(alpha),
-         "variant": f"MobileNet v1 {alpha}x width, timm layout (ReLU6, PyTorch padding, widths "
-                    "rounded to multiples of 8, BN eps 1e-5, [-1, 1] input scaling)",
-         "reference": reference}
-        for alpha, reference in (
-            (0.5, f"{KA} MobileNet(alpha=0.5) (equal widths; timm registers no 0.5x)"),
-            (0.75, f"{KA} MobileNet(alpha=0.75) (equal widths; timm registers no 0.75x)"),
-            (1.0, f"{TIMM} mobilenetv1_100"),
-            (1.25, f"{TIMM} mobilenetv1_125"),
-        )
-    ),
+    {"name": "mobilenetv1_050", "builder_name": "MobileNetV1_050", "config": _timm(0.5),
+     "variant": "MobileNet v1 0.5x width, timm layout (ReLU6, PyTorch padding, widths rounded "
+                "to multiples of 8, BN eps 1e-5, [-1, 1] input scaling)",
+     "reference": "keras.applications MobileNet(alpha=0.5) (equal widths; timm registers no 0.5x)"},
+    {"name": "mobilenetv1_075", "builder_name": "MobileNetV1_075", "config": _timm(0.75),
+     "variant": "MobileNet v1 0.75x width, timm layout (ReLU6, PyTorch padding, widths rounded "
+                "to multiples of 8, BN eps 1e-5, [-1, 1] input scaling)",
+     "reference": "keras.applications MobileNet(alpha=0.75) (equal widths; timm registers no "
+                  "0.75x)"},
+    {"name": "mobilenetv1_100", "builder_name": "MobileNetV1_100", "config": _timm(1.0),
+     "variant": "MobileNet v1 1.0x width, timm layout (ReLU6, PyTorch padding, widths rounded "
+                "to multiples of 8, BN eps 1e-5, [-1, 1] input scaling)",
+     "reference": "timm mobilenetv1_100"},
+    {"name": "mobilenetv1_125", "builder_name": "MobileNetV1_125", "config": _timm(1.25),
+     "variant": "MobileNet v1 1.25x width, timm layout (ReLU6, PyTorch padding, widths rounded "
+                "to multiples of 8, BN eps 1e-5, [-1, 1] input scaling)",
+     "reference": "timm mobilenetv1_125"},
     {"name": "mobilenet", "builder_name": "MobileNet",
      "config": {**KERAS_LAYOUT, "dropout": KERAS_APPLICATIONS_DROPOUT, "input_normalization": "tf"},
      "variant": "MobileNet v1 1.0x as keras.applications.MobileNet (ReLU6, TensorFlow padding, "
@@ -151,6 +156,7 @@ def scaled_width(filters, width_multiplier, width_rounding="divisible"):
     return make_divisible(filters * width_multiplier, WIDTH_DIVISOR)
 
 
+@family_builder(name="mobilenetv1")
 def MobileNetV1(
     blocks=BLOCKS,
     *,
@@ -162,17 +168,8 @@ def MobileNetV1(
     padding="symmetric",
     bn_momentum=BN_MOMENTUM,
     bn_epsilon=BN_EPSILON,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
     dropout=0.0,
-    input_normalization="imagenet",
-    default_size=224,
-    name="mobilenetv1",
+    **head,
 ):
     """Builds a MobileNet v1.
 
@@ -189,18 +186,7 @@ def MobileNetV1(
         padding: `"symmetric"` (PyTorch/timm) or `"same"` (keras.applications / TensorFlow).
         bn_momentum: Batch-norm momentum (0.9 timm, 0.99 keras.applications).
         bn_epsilon: Batch-norm epsilon (1e-5 timm, 1e-3 keras.applications).
-        include_top: Whether to include the classifier.
-        weights: `None` or a weights file path (named weights: `MobileNet(weights="imagenet")`).
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
         dropout: Dropout before the classifier (timm 0; keras.applications 1e-3).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`.
@@ -223,7 +209,6 @@ def MobileNetV1(
     check_choice("padding", padding, ("symmetric", "same"))
     check_rate("bn_momentum", bn_momentum)
     check_positive_number("bn_epsilon", bn_epsilon)
-    check_positive_int("default_size", default_size)
 
     total_stride = STEM_STRIDE
     for block in blocks:
@@ -247,21 +232,7 @@ def MobileNetV1(
             )
         return x
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=total_stride,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-    )
+    return build_classifier(features, min_size=total_stride, dropout=dropout, **head)
 
 
 __all__ = ["MobileNetV1"] + register_variants(

@@ -19,11 +19,13 @@ from keras_cnn.layers import DropPath, conv_bn_act, make_divisible, squeeze_exci
 from keras_cnn.layers.conv_bn_act import BN_EPSILON, BN_MOMENTUM
 from keras_cnn.models.base import (
     build_classifier,
+    check_bool,
     check_choice,
     check_int_sequence,
     check_positive_int,
     check_positive_number,
     check_rate,
+    family_builder,
 )
 from keras_cnn.registry import register_variants
 
@@ -91,35 +93,69 @@ TV, TIMM, KA = "torchvision", "timm", "keras.applications"
 
 # One row per registered name.
 VARIANTS = [
-    *(
-        {"name": f"resnet{d}", "builder_name": f"ResNet{d}", "config": _depth(d),
-         "variant": f"ResNet-{d} v1.5 (ResNet-B: stride on the 3x3 conv), as torchvision",
-         "reference": f"{TV} resnet{d}" if d != 200 else "timm resnet200"}
-        for d in (18, 34, 50, 101, 152, 200)
-    ),
-    *(
-        {"name": f"resnet{d}_v1", "builder_name": f"ResNet{d}V1", "config": _depth(d, **RESNET_V1),
-         "variant": f"ResNet-{d} v1 (stride on the first 1x1 conv), the paper's and "
-                    f"keras.applications.ResNet{d}'s layout",
-         "reference": f"{KA} ResNet{d} (bias-free convs; same count as {TV} resnet{d})",
-         "pretrained": ("imagenet",)}
-        for d in (50, 101, 152)
-    ),
-    *(
-        {"name": f"resnet{d}v2", "builder_name": f"ResNet{d}V2", "config": _depth(d, **RESNET_V2),
-         "variant": f"ResNet-{d} v2 (pre-activation), keras.applications.ResNet{d}V2's layout",
-         "reference": f"{KA} ResNet{d}V2", "paper": V2, "pretrained": ("imagenet",)}
-        for d in (50, 101, 152)
-    ),
+    {"name": "resnet18", "builder_name": "ResNet18", "config": _depth(18),
+     "variant": "ResNet-18 v1.5 (ResNet-B: stride on the 3x3 conv), as torchvision",
+     "reference": "torchvision resnet18"},
+    {"name": "resnet34", "builder_name": "ResNet34", "config": _depth(34),
+     "variant": "ResNet-34 v1.5 (ResNet-B: stride on the 3x3 conv), as torchvision",
+     "reference": "torchvision resnet34"},
+    {"name": "resnet50", "builder_name": "ResNet50", "config": _depth(50),
+     "variant": "ResNet-50 v1.5 (ResNet-B: stride on the 3x3 conv), as torchvision",
+     "reference": "torchvision resnet50"},
+    {"name": "resnet101", "builder_name": "ResNet101", "config": _depth(101),
+     "variant": "ResNet-101 v1.5 (ResNet-B: stride on the 3x3 conv), as torchvision",
+     "reference": "torchvision resnet101"},
+    {"name": "resnet152", "builder_name": "ResNet152", "config": _depth(152),
+     "variant": "ResNet-152 v1.5 (ResNet-B: stride on the 3x3 conv), as torchvision",
+     "reference": "torchvision resnet152"},
+    {"name": "resnet200", "builder_name": "ResNet200", "config": _depth(200),
+     "variant": "ResNet-200 v1.5 (ResNet-B: stride on the 3x3 conv), as torchvision",
+     "reference": "timm resnet200"},
+    {"name": "resnet50_v1", "builder_name": "ResNet50V1", "config": _depth(50, **RESNET_V1),
+     "variant": "ResNet-50 v1 (stride on the first 1x1 conv), the paper's and "
+                "keras.applications.ResNet50's layout",
+     "reference": "keras.applications ResNet50 (bias-free convs; same count as torchvision "
+                  "resnet50)", "pretrained": ("imagenet",)},
+    {"name": "resnet101_v1", "builder_name": "ResNet101V1", "config": _depth(101, **RESNET_V1),
+     "variant": "ResNet-101 v1 (stride on the first 1x1 conv), the paper's and "
+                "keras.applications.ResNet101's layout",
+     "reference": "keras.applications ResNet101 (bias-free convs; same count as torchvision "
+                  "resnet101)", "pretrained": ("imagenet",)},
+    {"name": "resnet152_v1", "builder_name": "ResNet152V1", "config": _depth(152, **RESNET_V1),
+     "variant": "ResNet-152 v1 (stride on the first 1x1 conv), the paper's and "
+                "keras.applications.ResNet152's layout",
+     "reference": "keras.applications ResNet152 (bias-free convs; same count as torchvision "
+                  "resnet152)", "pretrained": ("imagenet",)},
+    {"name": "resnet50v2", "builder_name": "ResNet50V2", "config": _depth(50, **RESNET_V2),
+     "variant": "ResNet-50 v2 (pre-activation), keras.applications.ResNet50V2's layout",
+     "reference": "keras.applications ResNet50V2", "paper": V2, "pretrained": ("imagenet",)},
+    {"name": "resnet101v2", "builder_name": "ResNet101V2", "config": _depth(101, **RESNET_V2),
+     "variant": "ResNet-101 v2 (pre-activation), keras.applications.ResNet101V2's layout",
+     "reference": "keras.applications ResNet101V2", "paper": V2, "pretrained": ("imagenet",)},
+    {"name": "resnet152v2", "builder_name": "ResNet152V2", "config": _depth(152, **RESNET_V2),
+     "variant": "ResNet-152 v2 (pre-activation), keras.applications.ResNet152V2's layout",
+     "reference": "keras.applications ResNet152V2", "paper": V2, "pretrained": ("imagenet",)},
     {"name": "resnet50c", "builder_name": "ResNet50C", "config": _depth(50, **RESNET_C),
      "variant": "ResNet-50-C: deep 3x3 stem (32, 32, 64)", "reference": f"{TIMM} resnet50c",
      "paper": BOT},
-    *(
-        {"name": f"resnet{d}d", "builder_name": f"ResNet{d}D", "config": _depth(d, **RESNET_D),
-         "variant": f"ResNet-{d}-D: deep stem + average-pool downsampling shortcut",
-         "reference": f"{TIMM} resnet{d}d", "paper": BOT}
-        for d in (18, 34, 50, 101, 152, 200)
-    ),
+    {"name": "resnet18d", "builder_name": "ResNet18D", "config": _depth(18, **RESNET_D),
+     "variant": "ResNet-18-D: deep stem + average-pool downsampling shortcut",
+     "reference": "timm resnet18d", "paper": BOT},
+    {"name": "resnet34d", "builder_name": "ResNet34D", "config": _depth(34, **RESNET_D),
+     "variant": "ResNet-34-D: deep stem + average-pool downsampling shortcut",
+     "reference": "timm resnet34d", "paper": BOT},
+    {"name": "resnet50d", "builder_name": "ResNet50D", "config": _depth(50, **RESNET_D),
+     "variant": "ResNet-50-D: deep stem + average-pool downsampling shortcut",
+     "reference": "timm resnet50d", "paper": BOT},
+    {"name": "resnet101d", "builder_name": "ResNet101D", "config": _depth(101, **RESNET_D),
+     "variant": "ResNet-101-D: deep stem + average-pool downsampling shortcut",
+     "reference": "timm resnet101d", "paper": BOT},
+    {"name": "resnet152d", "builder_name": "ResNet152D", "config": _depth(152, **RESNET_D),
+     "variant": "ResNet-152-D: deep stem + average-pool downsampling shortcut",
+     "reference": "timm resnet152d", "paper": BOT},
+    {"name": "resnet200d", "builder_name": "ResNet200D", "config": _depth(200, **RESNET_D),
+     "variant": "ResNet-200-D: deep stem + average-pool downsampling shortcut",
+     "reference": "timm resnet200d", "paper": BOT},
     {"name": "resnext50_32x4d", "builder_name": "ResNeXt50_32x4d", "config": _resnext(50, 32, 4),
      "variant": "ResNeXt-50 (32x4d): cardinality 32, width 4 per group", "reference": f"{TV}",
      "paper": RESNEXT},
@@ -140,19 +176,29 @@ VARIANTS = [
      "config": _resnext(101, 1, 2 * REFERENCE_BASE_WIDTH),
      "variant": "Wide ResNet-101-2: bottleneck 3x3 width doubled", "reference": f"{TV}",
      "paper": WRN},
-    *(
-        {"name": f"wrn_28_{k}", "builder_name": f"WRN28_{k}", "config": _wrn_cifar(28, k),
-         "variant": f"CIFAR Wide ResNet WRN-28-{k} (pre-activation basic blocks), as used by "
-                    "Meta Pseudo Labels / FixMatch", "reference": "the WRN paper",
-         "paper": WRN}
-        for k in (2, 10)
-    ),
-    *(
-        {"name": f"seresnet{d}", "builder_name": f"SEResNet{d}", "config": _depth(d, **SE),
-         "variant": f"SE-ResNet-{d}: ResNet-{d} v1.5 with SE (r=16) in every block",
-         "reference": f"{TIMM} seresnet{d}", "paper": SENET}
-        for d in (18, 34, 50, 101, 152)
-    ),
+    {"name": "wrn_28_2", "builder_name": "WRN28_2", "config": _wrn_cifar(28, 2),
+     "variant": "CIFAR Wide ResNet WRN-28-2 (pre-activation basic blocks), as used by Meta "
+                "Pseudo Labels / FixMatch",
+     "reference": "the WRN paper", "paper": WRN},
+    {"name": "wrn_28_10", "builder_name": "WRN28_10", "config": _wrn_cifar(28, 10),
+     "variant": "CIFAR Wide ResNet WRN-28-10 (pre-activation basic blocks), as used by Meta "
+                "Pseudo Labels / FixMatch",
+     "reference": "the WRN paper", "paper": WRN},
+    {"name": "seresnet18", "builder_name": "SEResNet18", "config": _depth(18, **SE),
+     "variant": "SE-ResNet-18: ResNet-18 v1.5 with SE (r=16) in every block",
+     "reference": "timm seresnet18", "paper": SENET},
+    {"name": "seresnet34", "builder_name": "SEResNet34", "config": _depth(34, **SE),
+     "variant": "SE-ResNet-34: ResNet-34 v1.5 with SE (r=16) in every block",
+     "reference": "timm seresnet34", "paper": SENET},
+    {"name": "seresnet50", "builder_name": "SEResNet50", "config": _depth(50, **SE),
+     "variant": "SE-ResNet-50: ResNet-50 v1.5 with SE (r=16) in every block",
+     "reference": "timm seresnet50", "paper": SENET},
+    {"name": "seresnet101", "builder_name": "SEResNet101", "config": _depth(101, **SE),
+     "variant": "SE-ResNet-101: ResNet-101 v1.5 with SE (r=16) in every block",
+     "reference": "timm seresnet101", "paper": SENET},
+    {"name": "seresnet152", "builder_name": "SEResNet152", "config": _depth(152, **SE),
+     "variant": "SE-ResNet-152: ResNet-152 v1.5 with SE (r=16) in every block",
+     "reference": "timm seresnet152", "paper": SENET},
     {"name": "seresnext50_32x4d", "builder_name": "SEResNeXt50_32x4d",
      "config": _resnext(50, 32, 4, **SE), "variant": "SE-ResNeXt-50 (32x4d)",
      "reference": f"{TIMM}", "paper": SENET},
@@ -325,6 +371,7 @@ def resnet_stem(x, *, stem="default", stem_width=64, stem_pool="max", preact=Fal
     return x
 
 
+@family_builder(name="resnet")
 def ResNet(
     depths,
     block="bottleneck",
@@ -351,16 +398,7 @@ def ResNet(
     bn_epsilon=BN_EPSILON,
     drop_path_rate=0.0,
     dropout=0.0,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    input_normalization="imagenet",
-    default_size=224,
-    name="resnet",
+    **head,
 ):
     """Builds any ResNet-family network.
 
@@ -394,18 +432,6 @@ def ResNet(
         drop_path_rate: Stochastic depth of the last block; earlier blocks get a linearly
             smaller rate (first block 0).
         dropout: Dropout before the classifier.
-        include_top: Whether to include the classifier.
-        weights: `None` or a weights file path (named weights: use a registered builder
-            such as `ResNet50V1(weights="imagenet")`).
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`.
-        pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`).
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`.
@@ -419,8 +445,7 @@ def ResNet(
     check_choice("stem_pool", stem_pool, ("max", "max_ceil", None))
     for argument, value in (("stem_width", stem_width), ("groups", groups),
                             ("base_width", base_width), ("reduce_first", reduce_first),
-                            ("down_kernel_size", down_kernel_size),
-                            ("default_size", default_size)):
+                            ("down_kernel_size", down_kernel_size)):
         check_positive_int(argument, value)
     for argument, value in (("se_ratio", se_ratio), ("block_dropout", block_dropout),
                             ("drop_path_rate", drop_path_rate), ("bn_momentum", bn_momentum)):
@@ -430,8 +455,7 @@ def ResNet(
     for argument, value in (("stride_in_1x1", stride_in_1x1), ("avg_down", avg_down),
                             ("preact", preact), ("preact_bias", preact_bias),
                             ("zero_gamma", zero_gamma)):
-        if not isinstance(value, bool):
-            raise ValueError(f"`{argument}` must be True or False, received {argument}={value!r}")
+        check_bool(argument, value)
     bottleneck = block == "bottleneck"
     if not bottleneck and (groups != 1 or base_width != REFERENCE_BASE_WIDTH):
         raise ValueError(
@@ -500,21 +524,7 @@ def ResNet(
             x = layers.Activation(activation, name="post_relu")(x)
         return x
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=total_stride,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-    )
+    return build_classifier(features, min_size=total_stride, dropout=dropout, **head)
 
 
 __all__ = ["ResNet"] + register_variants(

@@ -23,6 +23,7 @@ from keras_cnn.models.base import (
     check_choice,
     check_int_sequence,
     check_positive_int,
+    family_builder,
     head_dtype,
 )
 from keras_cnn.registry import register_variants
@@ -170,6 +171,7 @@ def _min_input_size(stem_kernel, num_pools):
         size += 1
 
 
+@family_builder(name="squeezenet")
 def SqueezeNet(
     fire_modules=FIRE_MODULES,
     *,
@@ -177,17 +179,8 @@ def SqueezeNet(
     stem_kernel=SQUEEZENET_1_0["stem_kernel"],
     pool_after=SQUEEZENET_1_0["pool_after"],
     bypass="none",
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
     dropout=CLASSIFIER_DROPOUT,
-    input_normalization="imagenet",
-    default_size=224,
-    name="squeezenet",
+    **head,
 ):
     """Builds a SqueezeNet.
 
@@ -202,18 +195,10 @@ def SqueezeNet(
             and output widths match) or `"complex"` (also a 1x1-conv shortcut around the
             others), the paper's Section 6.
         include_top: Whether to include the convolutional classifier.
-        weights: `None` or a weights file path.
-        input_tensor: Optional Keras tensor to use as the input.
-        input_shape: Optional `(height, width, channels)`.
         pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`); with the
             top, `"max"` replaces its final average pool.
-        classes: Number of classes.
         classifier_activation: Activation of the classifier (`None` returns the scores).
         dropout: Dropout before the classifier convolution (0.5 in the paper).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`.
@@ -228,7 +213,6 @@ def SqueezeNet(
             f"n: after the n-th Fire module), received pool_after={pool_after!r}"
         )
     check_choice("bypass", bypass, ("none", "simple", "complex"))
-    check_positive_int("default_size", default_size)
 
     def features(x):
         x = layers.Conv2D(stem_filters, stem_kernel, strides=STEM_STRIDE,
@@ -243,22 +227,8 @@ def SqueezeNet(
                                 name=f"fire{position + FIRST_FIRE_INDEX}")
         return x
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=_min_input_size(stem_kernel, len(pool_after)),
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-        top_fn=squeezenet_top,
-    )
+    return build_classifier(features, min_size=_min_input_size(stem_kernel, len(pool_after)),
+                            dropout=dropout, top_fn=squeezenet_top, **head)
 
 
 __all__ = ["SqueezeNet"] + register_variants(

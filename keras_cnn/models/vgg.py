@@ -20,8 +20,10 @@ from keras_cnn.models.alexnet import (
 )
 from keras_cnn.models.base import (
     build_classifier,
+    check_bool,
     check_int_sequence,
     check_positive_int,
+    family_builder,
 )
 from keras_cnn.registry import register_variants
 
@@ -37,28 +39,55 @@ DEPTHS = {
     16: (2, 2, 3, 3, 3),  # D
     19: (2, 2, 4, 4, 4),  # E
 }
-CONFIG_LETTER = {11: "A", 13: "B", 16: "D", 19: "E"}
 WITH_KERAS_APPLICATIONS = (16, 19)
 
-def _row(depth, batch_norm):
-    suffix = "_bn" if batch_norm else ""
-    ported = depth in WITH_KERAS_APPLICATIONS and not batch_norm
-    return {
-        "name": f"vgg{depth}{suffix}",
-        "builder_name": f"VGG{depth}{'BN' if batch_norm else ''}",
-        "config": {"depths": DEPTHS[depth], "batch_norm": batch_norm},
-        "variant": f"VGG-{depth} (configuration {CONFIG_LETTER[depth]})"
-                   + (" with batch norm after every conv (conv biases kept, as torchvision)"
-                      if batch_norm else "")
-                   + ", torchvision's adaptive 7x7 average pool before the FC layers",
-        "reference": f"torchvision vgg{depth}{suffix}"
-                     + (f" (same count as keras.applications VGG{depth})" if ported else ""),
-        "pretrained": ("imagenet",) if ported else (),
-    }
 
 
 # One row per registered name.
-VARIANTS = [_row(depth, batch_norm) for batch_norm in (False, True) for depth in DEPTHS]
+VARIANTS = [
+    {"name": "vgg11", "builder_name": "VGG11",
+     "config": {"depths": DEPTHS[11], "batch_norm": False},
+     "variant": "VGG-11 (configuration A), torchvision's adaptive 7x7 average pool before the "
+                "FC layers",
+     "reference": "torchvision vgg11"},
+    {"name": "vgg13", "builder_name": "VGG13",
+     "config": {"depths": DEPTHS[13], "batch_norm": False},
+     "variant": "VGG-13 (configuration B), torchvision's adaptive 7x7 average pool before the "
+                "FC layers",
+     "reference": "torchvision vgg13"},
+    {"name": "vgg16", "builder_name": "VGG16",
+     "config": {"depths": DEPTHS[16], "batch_norm": False},
+     "variant": "VGG-16 (configuration D), torchvision's adaptive 7x7 average pool before the "
+                "FC layers",
+     "reference": "torchvision vgg16 (same count as keras.applications VGG16)",
+     "pretrained": ("imagenet",)},
+    {"name": "vgg19", "builder_name": "VGG19",
+     "config": {"depths": DEPTHS[19], "batch_norm": False},
+     "variant": "VGG-19 (configuration E), torchvision's adaptive 7x7 average pool before the "
+                "FC layers",
+     "reference": "torchvision vgg19 (same count as keras.applications VGG19)",
+     "pretrained": ("imagenet",)},
+    {"name": "vgg11_bn", "builder_name": "VGG11BN",
+     "config": {"depths": DEPTHS[11], "batch_norm": True},
+     "variant": "VGG-11 (configuration A) with batch norm after every conv (conv biases kept, "
+                "as torchvision), torchvision's adaptive 7x7 average pool before the FC layers",
+     "reference": "torchvision vgg11_bn"},
+    {"name": "vgg13_bn", "builder_name": "VGG13BN",
+     "config": {"depths": DEPTHS[13], "batch_norm": True},
+     "variant": "VGG-13 (configuration B) with batch norm after every conv (conv biases kept, "
+                "as torchvision), torchvision's adaptive 7x7 average pool before the FC layers",
+     "reference": "torchvision vgg13_bn"},
+    {"name": "vgg16_bn", "builder_name": "VGG16BN",
+     "config": {"depths": DEPTHS[16], "batch_norm": True},
+     "variant": "VGG-16 (configuration D) with batch norm after every conv (conv biases kept, "
+                "as torchvision), torchvision's adaptive 7x7 average pool before the FC layers",
+     "reference": "torchvision vgg16_bn"},
+    {"name": "vgg19_bn", "builder_name": "VGG19BN",
+     "config": {"depths": DEPTHS[19], "batch_norm": True},
+     "variant": "VGG-19 (configuration E) with batch norm after every conv (conv biases kept, "
+                "as torchvision), torchvision's adaptive 7x7 average pool before the FC layers",
+     "reference": "torchvision vgg19_bn"},
+]
 
 
 def vgg_stage(x, filters, depth, *, batch_norm, name):
@@ -82,6 +111,7 @@ def vgg_stage(x, filters, depth, *, batch_norm, name):
     return layers.MaxPooling2D(POOL_SIZE, POOL_SIZE, name=f"{name}_pool")(x)
 
 
+@family_builder(name="vgg")
 def VGG(
     depths,
     *,
@@ -90,16 +120,7 @@ def VGG(
     fc_units=(FC_UNITS, FC_UNITS),
     grid=TORCHVISION_GRID,
     dropout=FC_DROPOUT,
-    include_top=True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    input_normalization="imagenet",
-    default_size=224,
-    name="vgg",
+    **head,
 ):
     """Builds any VGG network.
 
@@ -112,19 +133,10 @@ def VGG(
             (7 in torchvision; at 224x224 it is the identity, as in keras.applications).
         dropout: Dropout after each hidden fully connected layer.
         include_top: Whether to include the fully connected top.
-        weights: `None` or a weights file path (named weights: use a registered builder
-            such as `VGG16(weights="imagenet")`).
-        input_tensor: Optional Keras tensor to use as the input.
         input_shape: Optional `(height, width, channels)`; with `include_top=True` the
             spatial sizes must be known.
         pooling: Global pooling for `include_top=False` (`None`, `"avg"`, `"max"`); the
             fully connected top ignores it.
-        classes: Number of classes.
-        classifier_activation: Activation of the classifier (`None` returns logits).
-        input_normalization: How the model normalises its RGB [0, 255] input (see
-            `keras_cnn.models.base.INPUT_NORMALIZATIONS`); `None` if inputs arrive normalised.
-        default_size: Input size used when no `input_shape` is given.
-        name: Model name.
 
     Returns:
         A `keras.Model`.
@@ -133,10 +145,8 @@ def VGG(
     check_int_sequence("widths", widths, length=len(depths))
     check_int_sequence("fc_units", fc_units)
     check_positive_int("grid", grid)
-    check_positive_int("default_size", default_size)
-    if not isinstance(batch_norm, bool):
-        raise ValueError(f"`batch_norm` must be True or False, received batch_norm={batch_norm!r}")
-    check_fixed_size_for_top(include_top, input_shape, input_tensor)
+    check_bool("batch_norm", batch_norm)
+    check_fixed_size_for_top(head["include_top"], head["input_shape"], head["input_tensor"])
 
     def features(x):
         for stage, (depth, width) in enumerate(zip(depths, widths), start=1):
@@ -149,22 +159,8 @@ def VGG(
                                    dropout_position="after_activation", grid=grid,
                                    classes=classes, classifier_activation=classifier_activation)
 
-    return build_classifier(
-        features,
-        name=name,
-        default_size=default_size,
-        min_size=POOL_SIZE ** len(depths),
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        input_normalization=input_normalization,
-        top_fn=top,
-    )
+    return build_classifier(features, min_size=POOL_SIZE ** len(depths), dropout=dropout,
+                            top_fn=top, **head)
 
 
 __all__ = ["VGG"] + register_variants(

@@ -117,7 +117,13 @@ from keras_cnn.distribute.train_step import (
 from keras_cnn.distribute.xla import UPSTREAM_ISSUE as XLA_UPSTREAM_ISSUE
 from keras_cnn.distribute.xla import needs_replica_xla
 from keras_cnn.ssl.uda import MASK_RULES, regularization_loss, uda_consistency_loss
-from keras_cnn.validation import check_choice, check_positive_int, check_positive_number, check_rate
+from keras_cnn.validation import (
+    check_choice,
+    check_non_negative,
+    check_positive_int,
+    check_positive_number,
+    check_rate,
+)
 
 LOGGER = logging.getLogger("keras_cnn.ssl")
 
@@ -138,11 +144,6 @@ PSEUDO_LABELS = ("argmax", "sample", "soft")
 def _check_model(argument, model):
     if not isinstance(model, keras.Model):
         raise ValueError(f"`{argument}` must be a keras.Model, received {argument}={model!r}")
-
-
-def _check_non_negative(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
-        raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
 
 
 def _check_optional_unit(argument, value, *, upper_open=True):
@@ -262,7 +263,7 @@ class MetaPseudoLabels(keras.Model):
         super().__init__(**kwargs)
         _check_model("teacher", teacher)
         _check_model("student", student)
-        _check_non_negative("uda_weight", uda_weight)
+        check_non_negative("uda_weight", uda_weight)
         check_positive_number("uda_temperature", uda_temperature)
         _check_optional_unit("uda_threshold", uda_threshold, upper_open=False)
         check_rate("label_smoothing", label_smoothing)

@@ -30,17 +30,12 @@ from keras import ops
 
 from keras_cnn.distribute.train_step import clip_across_replicas, replica_loss, scaled_gradients, unscale_loss
 from keras_cnn.ssl.uda import SemiSupervisedWrapper, per_example_cross_entropy, regularization_loss
-from keras_cnn.validation import check_choice, check_positive_int
+from keras_cnn.validation import check_choice, check_non_negative, check_positive_int
 
 __all__ = ["PSEUDO_LABEL_MODES", "PseudoLabelModel", "PseudoLabels", "alpha_ramp", "balance_classes",
            "pseudo_label"]
 
 PSEUDO_LABEL_MODES = ("hard", "soft")
-
-
-def _check_non_negative(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-        raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
 
 
 def _check_threshold(argument, value):
@@ -51,11 +46,11 @@ def _check_threshold(argument, value):
 
 
 def _check_ramp(t1, t2, alpha_f):
-    _check_non_negative("t1", t1)
-    _check_non_negative("t2", t2)
+    check_non_negative("t1", t1)
+    check_non_negative("t2", t2)
     if t2 < t1:
         raise ValueError(f"`t2` must be >= t1={t1!r}, received t2={t2!r}")
-    _check_non_negative("alpha_f", alpha_f)
+    check_non_negative("alpha_f", alpha_f)
 
 
 def alpha_ramp(step, *, t1, t2, alpha_f):

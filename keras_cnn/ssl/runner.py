@@ -38,7 +38,6 @@ instead of running out of memory, so ImageNet-scale rounds need a streaming loop
 
 import logging
 import math
-import numbers
 import os
 import time
 
@@ -67,7 +66,9 @@ from keras_cnn.training.run import (
     write_json,
 )
 from keras_cnn.training.schedules import build_schedule
+from keras_cnn.validation import check_bool as _check_bool
 from keras_cnn.validation import check_choice, check_positive_int, check_positive_number
+from keras_cnn.validation import check_non_negative as _check_non_negative
 
 __all__ = ["MPL_STAGE_FILE", "TRAINERS", "train_mpl", "train_noisy_student", "train_ssl"]
 
@@ -77,16 +78,6 @@ LOGGER = logging.getLogger("keras_cnn.train")
 MPL_STAGE_FILE = "mpl_student.weights.h5"
 _FINETUNE_HISTORY = "finetune_history.csv"
 _ROUNDS_DIR = "rounds"
-
-
-def _check_non_negative(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
-        raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
-
-
-def _check_bool(argument, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"`{argument}` must be True or False, received {argument}={value!r}")
 
 
 def _check_split(cfg, *, required):

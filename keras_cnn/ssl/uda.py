@@ -39,7 +39,7 @@ from keras_cnn.distribute.train_step import (
     scaled_gradients,
     unscale_loss,
 )
-from keras_cnn.validation import check_choice, check_positive_int, check_positive_number
+from keras_cnn.validation import check_choice, check_non_negative, check_positive_int, check_positive_number
 
 __all__ = ["MASK_RULES", "TSA_SCHEDULES", "UDA", "SemiSupervisedWrapper", "per_example_cross_entropy", "regularization_loss",
            "tsa_mask", "tsa_threshold", "uda_consistency_loss"]
@@ -58,11 +58,6 @@ def _check_threshold(argument, value):
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         raise ValueError(f"`{argument}` must be None or a number in [0, 1], received {argument}={value!r}")
-
-
-def _check_weight(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
-        raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
 
 
 def uda_consistency_loss(logits_weak, logits_strong, *, temperature=0.4, threshold=0.8, mask_rule="uda",
@@ -283,7 +278,7 @@ class UDA(SemiSupervisedWrapper):
     def __init__(self, model, *, unsup_weight=1.0, temperature=0.4, threshold=0.8, mask_rule="uda", tsa=None,
                  total_steps=None, **kwargs):
         super().__init__(model, **kwargs)
-        _check_weight("unsup_weight", unsup_weight)
+        check_non_negative("unsup_weight", unsup_weight)
         check_positive_number("temperature", temperature)
         _check_threshold("threshold", threshold)
         check_choice("mask_rule", mask_rule, MASK_RULES)

@@ -10,7 +10,7 @@ labels; mixup/cutmix produce one-hot (mixed) labels anyway.
 
 import keras
 
-from keras_cnn.validation import check_rate
+from keras_cnn.validation import check_bool, check_rate
 
 
 def classification_loss(*, label_smoothing=0.0, from_logits=True, sparse=False):
@@ -27,9 +27,8 @@ def classification_loss(*, label_smoothing=0.0, from_logits=True, sparse=False):
         A `keras.losses.Loss`.
     """
     check_rate("label_smoothing", label_smoothing)
-    for argument, value in (("from_logits", from_logits), ("sparse", sparse)):
-        if not isinstance(value, bool):
-            raise ValueError(f"`{argument}` must be a bool, received {argument}={value!r}")
+    check_bool("from_logits", from_logits)
+    check_bool("sparse", sparse)
     if sparse and label_smoothing > 0:
         raise ValueError(
             "Keras' sparse cross-entropy has no label smoothing: use one-hot labels "

@@ -53,7 +53,7 @@ import numbers
 import keras
 from keras import ops
 
-from keras_cnn.validation import check_choice
+from keras_cnn.validation import check_bool, check_choice, check_non_negative
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "lamb")
 WEIGHT_DECAY_MODES = ("auto", "l2", "decoupled")
@@ -190,14 +190,11 @@ def build_optimizer(
         _check_optional_positive("learning_rate", learning_rate)
         if learning_rate is None:
             raise ValueError("`learning_rate` must be a number > 0 or a schedule, received learning_rate=None")
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) or weight_decay < 0:
-        raise ValueError(f"`weight_decay` must be a number >= 0, received weight_decay={weight_decay!r}")
-    if not isinstance(no_bias_decay, bool):
-        raise ValueError(f"`no_bias_decay` must be a bool, received no_bias_decay={no_bias_decay!r}")
+    check_non_negative("weight_decay", weight_decay)
+    check_bool("no_bias_decay", no_bias_decay)
     _check_fraction("momentum", momentum)
     _check_fraction("rho", rho)
-    if not isinstance(nesterov, bool):
-        raise ValueError(f"`nesterov` must be a bool, received nesterov={nesterov!r}")
+    check_bool("nesterov", nesterov)
     if nesterov and name != "sgd":
         raise ValueError(f"`nesterov` applies to 'sgd' only, received nesterov=True with name={name!r}")
     _check_optional_positive("epsilon", epsilon)

@@ -22,7 +22,13 @@ import numbers
 import keras
 from keras import ops
 
-from keras_cnn.validation import check_positive_int, check_positive_number
+from keras_cnn.validation import (
+    check_bool,
+    check_non_negative,
+    check_non_negative_int,
+    check_positive_int,
+    check_positive_number,
+)
 
 SCHEDULES = ("constant", "cosine", "exponential", "step", "poly")
 
@@ -34,16 +40,6 @@ _SCHEDULE_KWARGS = {
     "step": ("boundaries_epochs", "factor"),
     "poly": ("power",),
 }
-
-
-def _check_non_negative(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
-        raise ValueError(f"`{argument}` must be a number >= 0, received {argument}={value!r}")
-
-
-def _check_non_negative_int(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"`{argument}` must be an integer >= 0, received {argument}={value!r}")
 
 
 def scale_learning_rate(base_learning_rate, batch_size, base_batch_size=256):
@@ -69,7 +65,7 @@ def scale_learning_rate(base_learning_rate, batch_size, base_batch_size=256):
 def _check_warmup(total_steps, warmup_steps):
     """A run of `total_steps` (> 0) whose first `warmup_steps` (>= 0) warm up: the warmup must end."""
     check_positive_int("total_steps", total_steps)
-    _check_non_negative_int("warmup_steps", warmup_steps)
+    check_non_negative_int("warmup_steps", warmup_steps)
     if warmup_steps >= total_steps:
         raise ValueError(
             f"`warmup_steps` must be smaller than `total_steps` ({total_steps}), "
@@ -97,8 +93,8 @@ def warmup_cosine(learning_rate, *, total_steps, warmup_steps=0, alpha=0.0, warm
     """
     check_positive_number("learning_rate", learning_rate)
     _check_warmup(total_steps, warmup_steps)
-    _check_non_negative("alpha", alpha)
-    _check_non_negative("warmup_start", warmup_start)
+    check_non_negative("alpha", alpha)
+    check_non_negative("warmup_start", warmup_start)
     if warmup_steps == 0:
         return keras.optimizers.schedules.CosineDecay(
             float(learning_rate), decay_steps=total_steps, alpha=float(alpha)
@@ -135,10 +131,9 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             check_positive_number("schedule", schedule)
             schedule = float(schedule)
-        _check_non_negative_int("warmup_steps", warmup_steps)
-        _check_non_negative("warmup_start", warmup_start)
-        if not isinstance(shift, bool):
-            raise ValueError(f"`shift` must be a bool, received shift={shift!r}")
+        check_non_negative_int("warmup_steps", warmup_steps)
+        check_non_negative("warmup_start", warmup_start)
+        check_bool("shift", shift)
         self.schedule = schedule
         self.warmup_steps = int(warmup_steps)
         self.warmup_start = float(warmup_start)
@@ -183,7 +178,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def _maybe_warmup(schedule, warmup_steps, warmup_start=0.0, shift=True):
-    _check_non_negative_int("warmup_steps", warmup_steps)
+    check_non_negative_int("warmup_steps", warmup_steps)
     if warmup_steps == 0:
         return schedule
     return WarmupSchedule(schedule, warmup_steps, warmup_start=warmup_start, shift=shift)
@@ -310,7 +305,7 @@ def build_schedule(name, learning_rate, *, steps_per_epoch, epochs, warmup_epoch
     check_positive_number("learning_rate", learning_rate)
     check_positive_int("steps_per_epoch", steps_per_epoch)
     check_positive_int("epochs", epochs)
-    _check_non_negative("warmup_epochs", warmup_epochs)
+    check_non_negative("warmup_epochs", warmup_epochs)
     total_steps = epochs * steps_per_epoch
     warmup_steps = int(round(warmup_epochs * steps_per_epoch))
     if warmup_steps >= total_steps:

@@ -29,7 +29,7 @@ import keras
 
 from keras_cnn.models.base import head_dtype
 from keras_cnn.models.features import stage_outputs
-from keras_cnn.validation import check_positive_int
+from keras_cnn.validation import check_bool, check_positive_int
 
 __all__ = ["HEAD_PREFIX", "backbone_stages", "freeze_backbone", "transfer_model"]
 
@@ -132,8 +132,7 @@ def freeze_backbone(model, trainable_stages=0, *, train_bn=False):
     if trainable_stages > len(stages):
         raise ValueError(f"`trainable_stages` must be at most the {len(stages)} stages of {model.name!r}, "
                          f"received trainable_stages={trainable_stages}")
-    if not isinstance(train_bn, bool):
-        raise ValueError(f"`train_bn` must be a bool, received train_bn={train_bn!r}")
+    check_bool("train_bn", train_bn)
     model.trainable = True
     trainable = []
     for index, stage in enumerate(stages):
