@@ -218,7 +218,7 @@ def _smoke_config(name, image_size, extra):
 
 def _run_smoke(cfg, tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
-    from keras_cnn.training.runner import train
+    from keras_cnn.jobs import train
 
     with tfds.testing.mock_data(num_examples=4):
         return train(cfg, output_dir=tmp_path / "run", strategy="one_device", verbose=0)
@@ -293,7 +293,7 @@ def test_finetune_recipe_hyperparameters():
 
 
 def test_distill_without_teacher_weights_is_a_clear_error(tmp_path):
-    from keras_cnn.training.runner import train
+    from keras_cnn.jobs import train
 
     cfg = config_lib.load_recipe("resnet50d_bag_of_tricks_distill")
     with pytest.raises(ValueError, match="teacher_weights"):

@@ -160,7 +160,7 @@ def test_cli_rejects_a_key_the_method_does_not_know(capsys, tmp_path):
 
 
 def test_mpl_needs_a_matching_split(tmp_path):
-    from keras_cnn.training.runner import train
+    from keras_cnn.jobs import train
 
     base = config_lib.load_recipe("digits_mpl")
     with pytest.raises(ValueError, match="needs `ssl_split`"):
@@ -172,7 +172,7 @@ def test_mpl_needs_a_matching_split(tmp_path):
 
 
 def test_noisy_student_refuses_more_images_than_memory_allows(tmp_path):
-    from keras_cnn.training.runner import train
+    from keras_cnn.jobs import train
 
     cfg = {"method": "noisy_student", "dataset": "digits", "image_size": 8, "max_in_memory_gb": 1e-6}
     with pytest.raises(ValueError, match="max_in_memory_gb=1e-06"):
@@ -205,7 +205,7 @@ SMOKE = {
 
 
 def _run(name, tmp_path, **overrides):
-    from keras_cnn.training.runner import train
+    from keras_cnn.jobs import train
 
     cfg = config_lib.resolve_config({**config_lib.load_recipe(name), **SMOKE[name], **overrides})
     if cfg["dataset"] == "digits":
@@ -273,8 +273,8 @@ class _Interrupt(Exception):
 
 @pytest.mark.slow
 def test_interrupted_mpl_run_resumes_from_its_checkpoints(tmp_path, monkeypatch):
+    from keras_cnn.jobs import train
     from keras_cnn.ssl import runner as ssl_runner
-    from keras_cnn.training.runner import train
 
     cfg = config_lib.resolve_config({**config_lib.load_recipe("digits_mpl"), **SMOKE["digits_mpl"],
                                      "epochs": 3, "student_wait_epochs": 0, "validation_freq": 0})

@@ -157,10 +157,10 @@ def test_job_layer_sits_above_training_and_ssl():
     with pytest.raises(ValueError, match=r"`method` must be one of .*received method='mlp'"):
         jobs.trainer_for("mlp")
     # keras_cnn.training never imports keras_cnn.ssl; keras_cnn.ssl never imports the supervised
-    # runner nor the job layer. The one upward import: training.runner.train's call into jobs.
+    # runner nor the job layer; keras_cnn.training never imports the job layer above it.
     for name, imported in _imports("training").items():
         assert not {m for m in imported if m.startswith("keras_cnn.ssl")}, name
-        assert not {m for m in imported if m.startswith("keras_cnn.jobs")} or name == "runner.py", name
+        assert not {m for m in imported if m.startswith("keras_cnn.jobs")}, name
     for name, imported in _imports("ssl").items():
         assert not imported & {"keras_cnn.training.runner", "keras_cnn.jobs"}, name
     for probe in ("import sys, keras_cnn.training.runner, keras_cnn.training.run; "

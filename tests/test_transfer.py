@@ -129,7 +129,7 @@ def _finetune_config(backbone, **overrides):
 
 
 def test_runner_trains_the_head_then_the_unfrozen_stage(tmp_path):
-    from keras_cnn.training.runner import train
+    from keras_cnn.jobs import train
 
     source = _pretrained_digits_backbone(tmp_path / "pretrained.keras")
     run = tmp_path / "run"
@@ -156,13 +156,14 @@ def test_runner_trains_the_head_then_the_unfrozen_stage(tmp_path):
 
 @pytest.mark.slow
 def test_runner_resumes_in_the_unfrozen_phase_without_redoing_the_frozen_one(tmp_path, monkeypatch):
+    from keras_cnn import jobs
     from keras_cnn.training import runner
 
     _pretrained_digits_backbone(tmp_path / "pretrained.keras")
     # Whole passes over the data (steps_per_epoch=None): deterministic resume is keyed by epoch.
     cfg = _finetune_config(str(tmp_path / "pretrained.keras"), epochs=3, steps_per_epoch=None, batch_size=128)
     run = tmp_path / "run"
-    runner.train(cfg, output_dir=tmp_path / "reference", verbose=0)
+    jobs.train(cfg, output_dir=tmp_path / "reference", verbose=0)
 
     class Killed(Exception):
         pass
@@ -180,10 +181,10 @@ def test_runner_resumes_in_the_unfrozen_phase_without_redoing_the_frozen_one(tmp
 
     monkeypatch.setattr(runner, "fit_callbacks", with_kill)
     with pytest.raises(Killed):
-        runner.train(cfg, output_dir=run, verbose=0)
+        jobs.train(cfg, output_dir=run, verbose=0)
     monkeypatch.undo()
     frozen_history = (run / "frozen_phase" / "history.csv").read_text()
-    results = runner.train(cfg, output_dir=run, verbose=0)
+    results = jobs.train(cfg, output_dir=run, verbose=0)
     assert (run / "frozen_phase" / "history.csv").read_text() == frozen_history  # not trained again
     assert results["resumed_at_epoch"] == 2
     history = (run / "history.csv").read_text().splitlines()
@@ -206,7 +207,7 @@ def test_runner_resumes_in_the_unfrozen_phase_without_redoing_the_frozen_one(tmp
     ],
 )
 def test_runner_refuses_bad_finetune_configs(overrides, match, tmp_path):
-    from keras_cnn.training.runner import train
+    from keras_cnn.jobs import train
 
     cfg = _finetune_config(**{"backbone": str(tmp_path / "pretrained.keras"), **overrides})
     with pytest.raises(ValueError, match=match):

@@ -17,10 +17,9 @@ Layers, top down (each imports only the ones below it):
                                      models and losses, keras_cnn.data, keras_cnn.distribute
 
 `keras_cnn.ssl` never imports the supervised runner and `keras_cnn.training` never imports
-`keras_cnn.ssl` (`keras_cnn.training.runner.train`, kept for existing callers, imports this
-package when called). A new method is one job function `job(cfg, paths, strategy, data_dir,
-verbose)` (optionally with a `job.check(cfg)` run before the finished-run check), its config
-section in `keras_cnn.training.config`, and one entry in `TRAINERS`.
+`keras_cnn.ssl` or this package (`keras_cnn.training.runner.train` moved here as `train`).
+A new method is one job function `job(cfg, paths, strategy, data_dir, verbose)` (optionally
+with a `job.check(cfg)` run before the finished-run check), its config section in `keras_cnn.training.config`, and one entry in `TRAINERS`.
 """
 
 from keras_cnn.ssl.runner import train_mpl, train_noisy_student

@@ -1,8 +1,9 @@
 """The training job behind `keras-cnn train` (TensorFlow only: tf.data, tf.distribute).
 
-    from keras_cnn.training import config, runner
+    from keras_cnn import jobs
+    from keras_cnn.training import config
     cfg = config.apply_overrides(config.load_recipe("digits_quickstart"), ["epochs=5"])
-    results = runner.train(cfg, output_dir="runs/digits")
+    results = jobs.train(cfg, output_dir="runs/digits")
 
 One run writes into `output_dir` the files listed in `keras_cnn.training.run` (backup/,
 checkpoints/last.weights.h5, history.csv, logs/, config.json, model.keras, saved_model/,
@@ -27,8 +28,8 @@ Bit-identical resumes need whole passes over the data (`steps_per_epoch=None`): 
 
 `train_supervised` is the supervised job of `keras_cnn.jobs.TRAINERS`; the pieces every job
 shares (run directory, resume, callbacks, optimizer, evaluation, artifacts) are in
-`keras_cnn.training.run`. `train` is kept here for existing callers: it hands any config to
-`keras_cnn.jobs.train`, which picks the job of its `method`.
+`keras_cnn.training.run`. Run a config with `keras_cnn.jobs.train`, which picks the job of its
+`method`: this package never imports the job layer above it (tests/test_import_graph.py).
 """
 
 import dataclasses
@@ -81,7 +82,6 @@ __all__ = [
     "raise_if_diverged",
     "resolve_strategy",
     "run_context",
-    "train",
     "train_supervised",
     "write_artifacts",
     "write_json",
@@ -208,35 +208,6 @@ def _compile(cfg, model, info, image_size, strategy, *, one_hot, steps_per_epoch
     jit = choose_jit_compile(model, strategy=strategy, override=override)
     trainee.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
     return trainee, jit
-
-
-def train(config, *, output_dir, strategy="auto", data_dir=None, verbose="auto", restart=False):
-    """Trains a config with the job of its `method` (`keras_cnn.jobs.train`, which this calls).
-
-    Args:
-        config: A config (`keras_cnn.training.config`); missing keys take the defaults of its
-            `method` (`"supervised"` without one; `"mpl"` / `"noisy_student"` run the jobs of
-            `keras_cnn.ssl.runner`).
-        output_dir: The run's directory (local path or any filesystem TensorFlow writes, e.g. gs://).
-        strategy: A `tf.distribute.Strategy`, or a kind for `keras_cnn.distribute.get_strategy`
-            (`"auto"`, `"tpu"`, `"multi_worker"`, `"mirrored"`, `"one_device"`).
-        data_dir: tfds data directory (`None`: tfds' default).
-        verbose: `fit`'s verbosity (`"auto"`: a progress bar).
-        restart: Train from scratch even if `output_dir` holds a finished or interrupted run.
-
-    Returns:
-        The results dict (also written to `results.json`): test loss/accuracy and run facts.
-
-    Raises:
-        ValueError: A bad config value, unknown dataset or model, or missing data.
-        TrainingDiverged: The loss became NaN/inf; the last good checkpoint and backup are kept.
-    """
-    # The job layer sits above this package (it dispatches to keras_cnn.ssl too): imported when
-    # called, so importing keras_cnn.training never imports keras_cnn.ssl.
-    from keras_cnn.jobs import train as train_job
-
-    return train_job(config, output_dir=output_dir, strategy=strategy, data_dir=data_dir, verbose=verbose,
-                     restart=restart)
 
 
 def train_supervised(cfg, paths, strategy, data_dir, verbose):
