@@ -93,7 +93,7 @@ def build_parser():
     models.add_argument("pattern", nargs="?", default=None, help="wildcard filter, e.g. 'resnet*'")
     models.add_argument("--markdown", action="store_true", help="print a markdown table")
     models.add_argument("--no-stats", action="store_true",
-                        help="skip building the models (no params/GMACs columns)")
+                        help="omit the params/GMACs columns (they come from the stored counts)")
     models.set_defaults(func=_models)
 
     recipes = sub.add_parser("recipes", help="list the training recipes and their methods")

@@ -3,6 +3,12 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Under pytest-xdist each worker is a TensorFlow process whose intra-op pool defaults to one thread
+# per core: N workers on N cores would run N x N threads and spin against each other (and against
+# the training subprocesses a worker starts, which inherit this). One share of the cores each.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -115,6 +121,9 @@ def run_scenario(script, mode, timeout=300):
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("TF_CONFIG", None)
+    # The scenario scripts are test modules in subfolders: they import this conftest's helpers.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(os.path.abspath(__file__)),
+                                                      env.get("PYTHONPATH")]))
     command = ["timeout", "-s", "KILL", str(timeout), sys.executable, script, mode]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout + 30)
     results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]

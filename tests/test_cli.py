@@ -5,8 +5,6 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
 from keras_cnn import cli
 from keras_cnn.utils.model_table import format_markdown, table_rows
 
@@ -38,8 +36,8 @@ def test_console_script_is_installed():
     assert "senet154" in result.stdout
 
 
-@pytest.mark.slow
 def test_readme_table_is_up_to_date():
+    # From the stored counts, which tests/models/test_param_counts.py checks against built models.
     spec = importlib.util.spec_from_file_location("update_readme", ROOT / "tools" / "update_readme.py")
     update_readme = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(update_readme)

@@ -4,13 +4,13 @@ Two sides, two interpreters (torch is never installed next to keras_cnn in CI):
 
 * Generating (needs torch, torchvision, timm, safetensors; imports nothing from keras_cnn):
 
-      /work/venv-torch/bin/python tools/make_weight_fixtures.py [--out tests/data/weights]
+      /work/venv-torch/bin/python tools/make_weight_fixtures.py [--out tests/fixtures/weights]
 
   builds each reference model with random weights at reduced width/depth, randomises its
   batch-norm statistics, and writes `<fixture>.safetensors` (<= ~2 MB), `<fixture>.npz` (a
   fixed uint8 [0, 255] NHWC input and the reference float64 logits) and `manifest.json` (the
   registry name each fixture stands for and the keras_cnn builder arguments that reduce it
-  the same way). `tests/test_weights_convert.py` converts them without torch. `--only F ...`
+  the same way). `tests/weights/test_weights_convert.py` converts them without torch. `--only F ...`
   regenerates the named fixtures only (each is seeded on its own) and merges the manifest.
   keras_cnn's GoogLeNet and Inception-v3 have fixed widths: their fixtures are full width,
   with the conv/linear kernels left out of the file and recomputed on both sides by
@@ -23,7 +23,7 @@ Two sides, two interpreters (torch is never installed next to keras_cnn in CI):
 
   writes full-size checkpoints and references to `--full-dir`, then runs
   `<keras-python> tools/make_weight_fixtures.py --compare <dir>` (the keras_cnn side) which
-  converts each and prints max |Δ| of the logits. `--compare tests/data/weights` does the
+  converts each and prints max |Δ| of the logits. `--compare tests/fixtures/weights` does the
   same for the committed fixtures.
 """
 

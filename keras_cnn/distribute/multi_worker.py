@@ -25,7 +25,7 @@ bugs that only show when the strategy really spans several workers
 outside multi-worker mode (the patched code calls the originals there), and is a no-op when the
 installed Keras no longer contains the faulty code or the backend is not TensorFlow. Remove this
 module once keras-team/keras#20585 is fixed in the minimum supported Keras
-(`tests/test_multiworker.py::test_unpatched_keras_still_fails_multi_worker_fit` starts failing then).
+(`tests/distribute/test_multiworker.py::test_unpatched_keras_still_fails_multi_worker_fit` starts failing then).
 """
 
 import functools

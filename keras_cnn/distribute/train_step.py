@@ -33,7 +33,7 @@ import tensorflow as tf
 # exactly this reason ("clipping before the gradients are aggregated is usually wrong"):
 # CLIPPING_UPSTREAM_ISSUE. `clip_across_replicas` clips the all-reduced gradient and hands
 # each replica 1/N of it; the optimizer's own clipping of that share is then a no-op.
-# `tests/test_ssl_distribute.py::test_keras_still_clips_per_replica` checks that plain Keras
+# `tests/ssl/test_ssl_distribute.py::test_keras_still_clips_per_replica` checks that plain Keras
 # still differs from one device; when it no longer does, delete this flag,
 # `clip_across_replicas` and its call sites (keras_cnn.ssl: mpl, uda, pseudo_labels).
 CLIPPING_UPSTREAM_ISSUE = "https://github.com/tensorflow/tensorflow/issues/33929"

@@ -21,7 +21,7 @@ resource .../replica_1/... located in device ...:1 from device ...:0`, see
 https://www.tensorflow.org/xla/known_issues#tfvariable_on_a_different_device). Upstream:
 keras-team/keras#19005 (closed by making `"auto"` resolve to False under a strategy;
 explicit `True` still fails with Keras 3.15.1 / TF 2.21, reproduced by
-`tests/distribute_scenarios.py::upstream_failure`).
+`tests/distribute/distribute_scenarios.py::upstream_failure`).
 
 The fix compiles, per replica, a *pure* function (tensors in, tensors out: Keras'
 `stateless_call` + `stateless_compute_loss`, the JAX trainer's pattern) that returns the

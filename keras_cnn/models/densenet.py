@@ -9,7 +9,7 @@ Each dense layer sees the concatenation of the block input and of every earlier 
 `floor(compression * channels)` channels in each transition. Every name is a row of
 `VARIANTS`; layer names follow keras.applications (`conv2_block1_1_conv`, `pool2_conv`, `bn`)
 so its ImageNet weights map one to one. Parameter counts equal torchvision's (see
-`tests/test_param_counts.py`).
+`tests/models/test_param_counts.py`).
 """
 
 import numbers

@@ -11,7 +11,7 @@ one generic `inception_module` builds them all. The generic builder is `Inceptio
 the registry name `inception_v3` takes the CamelCase `InceptionV3` (keras.applications'
 spelling, so `keras_cnn.InceptionV3(weights="imagenet")` works). Parameter counts equal
 torchvision's `inception_v3` with and without the auxiliary head (see
-`tests/test_inception_v3.py`).
+`tests/models/test_inception_v3.py`).
 """
 
 import dataclasses

@@ -9,7 +9,7 @@ Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016;
 Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018.
 
 Every name is a row of `VARIANTS`; the tweaks are flags of `ResNet` and of the one
-`residual_block`. Parameter counts equal torchvision/timm (see `tests/test_param_counts.py`).
+`residual_block`. Parameter counts equal torchvision/timm (see `tests/models/test_param_counts.py`).
 """
 
 

@@ -29,7 +29,7 @@ teacher's surrogate loss is therefore `h * CE(y_hat, T(x_u))` with
 `theta_S'` gives `L_before - L_after ~= eta_S * grad L_l(theta_S')^T g_u`, which is the
 paper's `h` (Appendix A). Intuition: a pseudo-label that lowered the student's labeled loss
 gives `h > 0`; minimising `h * CE` then *raises* the teacher's probability of that label.
-`tests/test_ssl_mpl.py::test_feedback_sign` proves it on a hand-made linear teacher and
+`tests/ssl/test_ssl_mpl.py::test_feedback_sign` proves it on a hand-made linear teacher and
 student in both directions.
 
 The two public implementations disagree: the released TF code

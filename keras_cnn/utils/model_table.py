@@ -1,4 +1,9 @@
-"""The model table shown by `keras-cnn models` and in the README."""
+"""The model table shown by `keras-cnn models` and in the README.
+
+Parameter and MAC counts come from `keras_cnn/utils/model_stats_table.py`, written by
+`python tools/update_readme.py` (building all models takes minutes); a name missing there is built.
+`tests/models/test_param_counts.py` builds every model and fails while the stored counts are stale.
+"""
 
 import functools
 import gc
@@ -19,12 +24,29 @@ def model_stats(name):
     return stats
 
 
-def table_rows(pattern=None, with_stats=True):
-    """One dict per registered model, with the columns of `TABLE_COLUMNS`."""
+def stored_stats(name):
+    """`(trainable params, MACs)` of `name` from the stored table, or built when not stored."""
+    from keras_cnn.utils.model_stats_table import STATS
+
+    return tuple(STATS[name]) if name in STATS else model_stats(name)
+
+
+def table_rows(pattern=None, with_stats=True, *, stored=True):
+    """One dict per registered model, with the columns of `TABLE_COLUMNS`.
+
+    Args:
+        pattern: Optional wildcard over registry names.
+        with_stats: Fill the params/GMACs columns.
+        stored: Take the counts from the stored table (instant) rather than building every model.
+
+    Returns:
+        A list of dicts.
+    """
     rows = []
     for name in list_models(pattern):
         info = get_model_info(name)
-        params, macs = model_stats(name) if with_stats else (None, None)
+        stats = stored_stats if stored else model_stats
+        params, macs = stats(name) if with_stats else (None, None)
         rows.append({
             "name": name,
             "builder": f"keras_cnn.{info.builder_name}",

@@ -5,7 +5,7 @@ A tag names a published checkpoint; each family declares its tags in its `Weight
 Loading one downloads the file once (into `$KERAS_CNN_HOME/weights/`, default
 `~/.keras/keras_cnn/weights/`), verifies its SHA-256, and
 converts it with `keras_cnn.weights.convert` (outputs equal to the reference library's; see
-`tests/test_weights_convert.py`). Offline, the error names the URL and the path to place the
+`tests/weights/test_weights_convert.py`). Offline, the error names the URL and the path to place the
 file at. Each tag carries what evaluating it needs: input size, crop fraction, interpolation,
 mean/std (the model normalises inside, so these are for the resize/crop only) and the reference
 top-1 the library publishes.

@@ -1,9 +1,9 @@
 """Distribution scenarios that need 2 logical CPU devices, run in a fresh process.
 
-    python tests/distribute_scenarios.py <scenario>
+    python tests/distribute/distribute_scenarios.py <scenario>
 
 Logical devices must be configured before TensorFlow initialises its devices, which a
-pytest (xdist) worker has long done; `tests/test_distribute.py` starts this script with
+pytest (xdist) worker has long done; `tests/distribute/test_distribute.py` starts this script with
 `sys.executable` under a kill timeout and reads the last `RESULT {json}` line.
 """
 

@@ -12,7 +12,7 @@ from keras_cnn.models.base import AuxiliaryOutputsModel
 
 SIZE = iv3.MIN_SIZE  # the smallest input the network takes (75 px): cheap and exercises the edges
 CLASSES = 5
-# torchvision 0.29.1 inception_v3 (tests/data/param_counts.csv).
+# torchvision 0.29.1 inception_v3 (tests/fixtures/param_counts.csv).
 TORCHVISION_PARAMS = {True: 27161264, False: 23834568}
 # (module, output channels, grid at 299 px): torchvision's shape comments.
 MODULE_SHAPES = [

@@ -1,10 +1,10 @@
 """SSL models under `tf.distribute` beyond one process, and the clipping compatibility layer.
 
 - `clip_across_replicas` (keras_cnn.distribute.train_step): unchanged gradients on one replica,
-  argument errors, and (in a fresh 2-logical-CPU process, `python tests/test_ssl_distribute.py
+  argument errors, and (in a fresh 2-logical-CPU process, `python tests/ssl/test_ssl_distribute.py
   mirrored`) the upstream behaviour it works around plus `PseudoLabelModel` Mirrored == one
   device with clipping.
-- Meta Pseudo Labels under a real `MultiWorkerMirroredStrategy`: `tests/ssl_multiworker_job.py`
+- Meta Pseudo Labels under a real `MultiWorkerMirroredStrategy`: `tests/ssl/ssl_multiworker_job.py`
   started as 2 worker processes (TF_CONFIG on 127.0.0.1, free ports from the OS, every process
   under `timeout -s KILL`, every wait with a deadline) and once as a one-process reference.
 """
@@ -29,7 +29,7 @@ from keras_cnn.distribute import train_step as train_step_module
 from keras_cnn.ssl import PseudoLabelModel
 
 JOB = Path(__file__).with_name("ssl_multiworker_job.py")
-REPO = JOB.parent.parent
+REPO = JOB.parents[2]
 PROCESS_GUARD_S = 240  # `timeout -s KILL` per process
 JOB_DEADLINE_S = 200  # what the test waits for all processes
 TOLERANCE = 1e-5

@@ -1,6 +1,6 @@
 """Multi-worker training: plain `fit` under MultiWorkerMirroredStrategy, sharding, checkpoints.
 
-The multi-process tests start `tests/multiworker_job.py` twice (worker 0 = chief, worker 1) with a
+The multi-process tests start `tests/distribute/multiworker_job.py` twice (worker 0 = chief, worker 1) with a
 `TF_CONFIG` on 127.0.0.1 and free ports from the OS; every process runs under `timeout -s KILL`
 and every wait has a deadline, so a hung collective fails the test instead of hanging CI.
 """
@@ -34,7 +34,7 @@ from keras_cnn.distribute.checkpoint import (
 from keras_cnn.distribute.data import distribute_dataset, shard_options
 
 JOB = Path(__file__).with_name("multiworker_job.py")
-REPO = JOB.parent.parent
+REPO = JOB.parents[2]
 EPOCHS = 3
 STEPS_PER_EPOCH = 6  # multiworker_job: 96 examples, global batch 16
 PAUSE_EPOCH = 1

@@ -1,7 +1,7 @@
 """Meta Pseudo Labels (`keras_cnn.ssl.mpl`): the feedback's sign, what one step changes, the
 wait steps, Mirrored == one device, mixed precision, finetuning and Reduced MPL.
 
-`python tests/test_ssl_mpl.py mirrored` runs the 2-logical-CPU scenario in a fresh process
+`python tests/ssl/test_ssl_mpl.py mirrored` runs the 2-logical-CPU scenario in a fresh process
 (logical devices must be configured before TensorFlow initialises its devices).
 """
 

@@ -1,7 +1,7 @@
 """Named timm/torchvision weights: the table, download + hash check + cache, offline errors, loading.
 
 No network here: downloads go through a fake `urlopen` that serves a committed fixture
-checkpoint (tests/data/weights), so the whole chain (hash, atomic cache write, conversion,
+checkpoint (tests/fixtures/weights), so the whole chain (hash, atomic cache write, conversion,
 outputs equal to the reference library's) runs offline.
 """
 
@@ -21,7 +21,7 @@ from keras_cnn.weights import tags as tags_lib
 from keras_cnn.weights.convert import family_converter
 from keras_cnn.weights.keras_applications import WeightsUnavailableError
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "data", "weights")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "weights")
 MANIFEST = json.load(open(os.path.join(FIXTURES, "manifest.json")))["fixtures"]
 
 

@@ -1,7 +1,7 @@
 """UDA: the consistency loss against a hand computation, TSA, the `UDA` model's step, and
 Mirrored (2 logical CPUs) == one device with gradient clipping.
 
-`python tests/test_ssl_uda.py mirrored` runs the 2-logical-CPU scenario in a fresh process
+`python tests/ssl/test_ssl_uda.py mirrored` runs the 2-logical-CPU scenario in a fresh process
 (logical devices must be configured before TensorFlow initialises its devices).
 """
 

@@ -1,6 +1,6 @@
 """EfficientNet: compound scaling, rounding rules, block structure, arguments and the
 keras.applications ports. Parameter counts of the registered names are checked by
-`tests/test_param_counts.py` against timm's `tf_efficientnet_*`."""
+`tests/models/test_param_counts.py` against timm's `tf_efficientnet_*`."""
 
 import math
 import re

@@ -1,6 +1,6 @@
 """One worker of the 2-process `MultiWorkerMirroredStrategy` job started by `test_multiworker.py`.
 
-Run as `TF_CONFIG=... python tests/multiworker_job.py --workdir DIR [...]`, one process per task.
+Run as `TF_CONFIG=... python tests/distribute/multiworker_job.py --workdir DIR [...]`, one process per task.
 Each worker trains a tiny keras_cnn ResNet on generated data with plain `model.fit`, evaluates,
 saves through `write_final_artifacts` (only the chief's file reaches `DIR/model.keras`) and writes
 what it saw to `DIR/<task>_<attempt>.json` for the test to compare. Training is deterministic

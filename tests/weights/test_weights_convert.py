@@ -1,6 +1,6 @@
 """timm/torchvision checkpoint conversion, proven without torch.
 
-The fixtures in tests/data/weights/ are reduced timm/torchvision models with random weights
+The fixtures in tests/fixtures/weights/ are reduced timm/torchvision models with random weights
 and their float64 reference logits, written by tools/make_weight_fixtures.py; here each is
 converted with numpy alone and must reproduce the logits within 1e-4.
 """
@@ -30,7 +30,7 @@ from keras_cnn.weights.families import densenet as densenet_layout
 from keras_cnn.weights.families import resnet as resnet_layout
 from keras_cnn.weights.safetensors import load_safetensors, load_state_dict, read_safetensors_header
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "data", "weights")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "weights")
 with open(os.path.join(FIXTURES, "manifest.json")) as _handle:
     MANIFEST = json.load(_handle)["fixtures"]
 TOLERANCE = 1e-4

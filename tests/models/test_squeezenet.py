@@ -108,7 +108,7 @@ def test_max_pooling_head_and_feature_extractor():
 
 
 def test_params_and_macs_match_torchvision():
-    # The shared table (tests/test_param_counts.py) checks 1.0/1.1; the bypass variant adds
+    # The shared table (tests/models/test_param_counts.py) checks 1.0/1.1; the bypass variant adds
     # no parameters (the paper's Table 3: same 4.8 MB).
     assert count_params(keras_cnn.SqueezeNet1_0_Bypass()) == 1248424
     small = keras_cnn.SqueezeNet1_1(input_shape=(64, 64, 3))

@@ -136,7 +136,7 @@ def _imports(package):
     import ast
     import pathlib
 
-    root = pathlib.Path(__file__).resolve().parents[1] / "keras_cnn" / package
+    root = pathlib.Path(__file__).resolve().parents[2] / "keras_cnn" / package
     found = {}
     for path in sorted(root.rglob("*.py")):
         names = set()

@@ -28,7 +28,7 @@ RECIPES = [
 
 def test_every_recipe_is_listed():
     supervised = [n for n in config_lib.list_recipes() if config_lib.load_recipe(n)["method"] == "supervised"]
-    assert supervised == RECIPES  # the semi-supervised ones: tests/test_ssl_recipes.py
+    assert supervised == RECIPES  # the semi-supervised ones: tests/recipes/test_ssl_recipes.py
 
 
 def recipe_flat_keys(raw):

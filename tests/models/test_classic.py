@@ -12,7 +12,7 @@ from keras_cnn.utils import count_macs, count_params
 from keras_cnn.utils.model_table import model_stats
 from keras_cnn.weights.families import vgg as vgg_weights
 
-# Published figures for names outside tests/data/param_counts.csv (the registry builds them
+# Published figures for names outside tests/fixtures/param_counts.csv (the registry builds them
 # with 3 input channels at their default size).
 PUBLISHED = {
     "vgg11_bn": 132868840,  # torchvision VGG11_BN_Weights num_params

@@ -1,6 +1,6 @@
 """Meta Pseudo Labels under a 2-process `MultiWorkerMirroredStrategy`, for `test_ssl_distribute.py`.
 
-Run as `TF_CONFIG=... python tests/ssl_multiworker_job.py --out FILE`, one process per worker
+Run as `TF_CONFIG=... python tests/ssl/ssl_multiworker_job.py --out FILE`, one process per worker
 (one CPU device each), or without `TF_CONFIG` and with `--single` for the one-process reference
 on the same global batches. Each run trains `MetaPseudoLabels` (two small MLPs, no batch norm,
 so the step does not depend on how the batch is split) for `--steps` steps with gradient
