@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LARGE_MODELS, accepts, load_tool, small_input_size
+from conftest import LARGE_MODELS, SLOW_IN_REGISTRY, accepts, load_tool, small_input_size
 
 import keras_cnn
 
@@ -82,7 +82,8 @@ def test_unknown_name_is_a_value_error_with_suggestions():
         keras_cnn.create_model("resnet05")
 
 
-MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in LARGE_MODELS else n for n in ALL_MODELS]
+MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in LARGE_MODELS | SLOW_IN_REGISTRY else n
+          for n in ALL_MODELS]
 
 
 @pytest.mark.parametrize("name", MODELS)

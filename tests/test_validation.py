@@ -112,6 +112,7 @@ def argument_sets(draw):
     return name, kwargs
 
 
+@pytest.mark.slow  # 500 model builds: about a minute
 @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck),
           derandomize=True)
 @given(argument_sets())
