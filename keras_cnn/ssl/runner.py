@@ -128,6 +128,8 @@ def _preprocessing(cfg, info):
 
 
 def _jit(cfg, model, strategy):
+    if cfg.run.run_eagerly:
+        return False
     override = None if cfg.run.jit_compile == "auto" else cfg.run.jit_compile
     jit = choose_jit_compile(model, strategy=strategy, override=override)
     if jit and strategy.num_replicas_in_sync > 1:
@@ -138,13 +140,13 @@ def _jit(cfg, model, strategy):
     return jit
 
 
-def _evaluate_student(student, eval_ds, num_classes, strategy):
+def _evaluate_student(student, eval_ds, num_classes, strategy, run_eagerly=False):
     with strategy.scope():
         # Plain SGD (no slot variables): model.keras then holds a 2-variable optimizer that loads
         # without Keras' "skipping variable loading" warning (compile's default RMSprop would).
         student.compile(optimizer=keras.optimizers.SGD(),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                        metrics=classification_metrics(num_classes, one_hot=False))
+                        metrics=classification_metrics(num_classes, one_hot=False), run_eagerly=run_eagerly)
     return student.evaluate(eval_ds, return_dict=True, verbose=0)
 
 
@@ -284,7 +286,7 @@ def train_mpl(cfg, paths, strategy, data_dir, verbose):
             mpl.compile(teacher_optimizer=optimizer_from_config(cfg, teacher_schedule, teacher, ema=None, global_clipnorm=cfg.mpl.global_clipnorm),
                         student_optimizer=optimizer_from_config(cfg, student_schedule, student, ema=cfg.optim.ema,
                                                                   global_clipnorm=cfg.mpl.global_clipnorm),
-                        metrics=metrics, jit_compile=jit)
+                        metrics=metrics, jit_compile=jit, run_eagerly=cfg.run.run_eagerly)
         validation = {}
         if cfg.schedule.validation_freq:
             validation = dict(validation_data=eval_ds, validation_freq=cfg.schedule.validation_freq)
@@ -298,7 +300,7 @@ def train_mpl(cfg, paths, strategy, data_dir, verbose):
         mpl.finalize_student()  # the student's EMA weights, as the released code evaluates
         stage.save(student, strategy)  # finetuning a resumed run starts from here
 
-    before = _evaluate_student(student, eval_ds, info.num_classes, strategy)
+    before = _evaluate_student(student, eval_ds, info.num_classes, strategy, cfg.run.run_eagerly)
     finetune_seconds = 0.0
     if cfg.mpl.finetune_steps:
         finetune_batch = cfg.mpl.finetune_batch_size or cfg.schedule.batch_size
@@ -318,7 +320,7 @@ def train_mpl(cfg, paths, strategy, data_dir, verbose):
                 f"finetuning stopped: the loss became NaN/inf. The MPL student is kept in "
                 f"{os.path.join(paths.root, MPL_STAGE_FILE)}; the same command (e.g. with a lower --set "
                 f"finetune_learning_rate=...) finetunes it again.")
-    scores = _evaluate_student(student, eval_ds, info.num_classes, strategy) if cfg.mpl.finetune_steps else before
+    scores = _evaluate_student(student, eval_ds, info.num_classes, strategy, cfg.run.run_eagerly) if cfg.mpl.finetune_steps else before
     results = {
         "method": "mpl",
         "recipe_model": cfg.model,
@@ -493,7 +495,7 @@ def train_noisy_student(cfg, paths, strategy, data_dir, verbose):
         model.compile(optimizer=optimizer_from_config(cfg, schedule, model, ema=cfg.optim.ema),
                       loss=keras.losses.CategoricalCrossentropy(from_logits=True),
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-                      jit_compile=_jit(cfg, model, strategy))
+                      jit_compile=_jit(cfg, model, strategy), run_eagerly=cfg.run.run_eagerly)
 
     write_json(paths.config, cfg, strategy)
     noise = {"randaugment": cfg.augment.randaugment, "random_erasing": cfg.augment.random_erasing}
@@ -515,7 +517,7 @@ def train_noisy_student(cfg, paths, strategy, data_dir, verbose):
     last = rounds[-1]["round"]
     with strategy.scope():
         student = keras.saving.load_model(os.path.join(round_dir(rounds_dir, last), "model.keras"), compile=False)
-    scores = _evaluate_student(student, eval_ds, info.num_classes, strategy)
+    scores = _evaluate_student(student, eval_ds, info.num_classes, strategy, cfg.run.run_eagerly)
     results = {
         "method": "noisy_student",
         "recipe_model": cfg.noisy_student.student_models[-1] if cfg.noisy_student.student_models else cfg.model,

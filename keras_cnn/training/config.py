@@ -41,7 +41,7 @@ import difflib
 import importlib
 import pkgutil
 
-from keras_cnn.validation import check_choice, check_positive_int
+from keras_cnn.validation import check_bool, check_choice, check_positive_int
 
 __all__ = [
     "DEFAULTS",
@@ -172,10 +172,18 @@ class Run:
     seed: int = 0
     deterministic: bool = False  # op determinism + per-epoch seeded data: a resumed run is bit-identical
     backup_freq: object = "epoch"  # BackupAndRestore: "epoch" or every N batches
+    # Steps run op by op (`compile(run_eagerly=True)`, XLA off): for debugging, and for smoke runs
+    # of a few steps, where tracing a full-size train step costs more than running it.
+    run_eagerly: bool = False
+    # Also write `saved_model/` (`model.export`; `model.keras` is always written). Exporting a
+    # full-size model takes ~10-30 s on CPU; `keras-cnn export` can write it later.
+    saved_model: bool = True
 
     def check(self, cfg):
         if self.jit_compile not in ("auto", True, False):
             raise ValueError(f"`jit_compile` must be 'auto', True or False, received jit_compile={self.jit_compile!r}")
+        check_bool("run_eagerly", self.run_eagerly)
+        check_bool("saved_model", self.saved_model)
 
 
 @dataclasses.dataclass(frozen=True)

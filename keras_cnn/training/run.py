@@ -361,7 +361,8 @@ def raise_if_diverged(guard, paths):
 
 
 def write_artifacts(model, results, paths, strategy, config=None):
-    """Checks the results are finite, then writes model.keras, saved_model/ and results.json (last).
+    """Checks the results are finite, then writes model.keras, saved_model/ (unless the config's
+    `run.saved_model` is off) and results.json (last).
 
     Args:
         model: The trained model.
@@ -373,8 +374,9 @@ def write_artifacts(model, results, paths, strategy, config=None):
     if not all(math.isfinite(results[k]) for k in ("test_loss", "test_accuracy")):
         raise TrainingDiverged(f"the final evaluation is not finite: {results}")
     ckpt.write_final_artifacts(model, paths.model, strategy=strategy)
-    with ckpt.chief_only_path(paths.saved_model, strategy) as target:
-        model.export(target, verbose=False)
+    if config is None or config.run.saved_model:
+        with ckpt.chief_only_path(paths.saved_model, strategy) as target:
+            model.export(target, verbose=False)
     write_json(paths.results, results if config is None else {**results, "config": config.to_dict()}, strategy)
 
 

@@ -206,7 +206,9 @@ def _compile(cfg, model, info, image_size, strategy, *, one_hot, steps_per_epoch
         trainee = make_distiller(teacher, model, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha)
     override = None if cfg.run.jit_compile == "auto" else cfg.run.jit_compile
     jit = choose_jit_compile(model, strategy=strategy, override=override)
-    trainee.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
+    jit = jit and not cfg.run.run_eagerly
+    trainee.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit,
+                    run_eagerly=cfg.run.run_eagerly)
     return trainee, jit
 
 
