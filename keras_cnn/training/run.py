@@ -9,6 +9,7 @@ these pieces only, so a run directory looks and resumes the same whatever the me
     history.csv, logs/       per-epoch metrics (CSV, appended across resumes) and TensorBoard
     config.json              the resolved config (nested sections, `keras_cnn.training.config`)
     model.keras, saved_model/     the trained model (logits out) and its SavedModel export
+    curves.png               loss and accuracy per epoch (training, validation), with matplotlib
     results.json             the final evaluation; its presence marks the run finished
 
 **Resume: one mechanism.** A job calls `run_job`, which returns the finished results of a run
@@ -38,7 +39,7 @@ which epoch and that the same command resumes; backups and checkpoints are writt
 held back (`keras_cnn.training.callbacks.defer_interrupts`), so an interrupt never cuts one off.
 The results count what this call trained: `epochs_run` epochs (of `epochs`) in `train_seconds`.
 At the end `write_artifacts` also draws `curves.png` from `history.csv` (loss and accuracy,
-training and validation) when matplotlib is installed (`pip install keras-cnn[plot]`).
+training and validation) when matplotlib is installed (`pip install keras_cnn[plot]`).
 """
 
 import contextlib
@@ -102,7 +103,7 @@ __all__ = [
 LOGGER = logging.getLogger("keras_cnn.train")
 
 # The finished-stage markers of multi-stage jobs, relative to the run directory. A new stage is
-# one entry here plus `RunPaths.stage(name)` in its job: `restart` then clears it with the rest.
+# one entry here plus `RunPaths.stage(name)` in its job (RUN_ENTRIES includes them).
 STAGES = ("mpl_student.weights.h5", "rounds", "frozen_phase")
 
 # Every name a job writes at the top of a run directory: `discard_run` moves a directory holding

@@ -7,7 +7,7 @@
 
 One run writes into `output_dir` the files listed in `keras_cnn.training.run` (backup/,
 checkpoints/last.weights.h5, history.csv, logs/, config.json, model.keras, saved_model/,
-results.json, whose presence marks the run finished).
+curves.png, results.json, whose presence marks the run finished).
 
 A killed run continues from its last backed-up epoch when the same command is run again. With
 `deterministic=True` the resumed run is bit-identical to an uninterrupted one: op determinism is
