@@ -24,6 +24,8 @@ setup(
         "dev": ["pytest>=7", "pytest-xdist", "hypothesis>=6", "ruff", "matplotlib"],  # matplotlib: tools' figures
         # keras-cv's augmentation layers plug into keras_cnn.data pipelines.
         "cv": ["keras-cv"],
+        # curves.png in a run directory (keras_cnn.training.run.plot_history); skipped without it.
+        "plot": ["matplotlib"],
     },
     entry_points={"console_scripts": ["keras-cnn=keras_cnn.cli:main"]},
     license="Apache-2.0",

@@ -47,41 +47,73 @@ def _format_results(results, output):
     if results.get("already_finished"):
         lines.append(f"{output} is a finished run (results.json); --restart trains it again")
     else:
-        lines.append(
-            f"{results['epochs']} epochs in {results['train_seconds']:.1f} s; "
-            f"saved {os.path.join(output, 'model.keras')} and {os.path.join(output, 'saved_model')}"
-        )
+        # What this command trained: a resumed run counts only the epochs it ran.
+        run = results.get("epochs_run", results["epochs"])
+        trained = f"{run} epochs"
+        if run != results["epochs"]:
+            trained += f" (of {results['epochs']}"
+            if results.get("resumed_at_epoch"):
+                trained += f", resumed at epoch {results['resumed_at_epoch'] + 1}"
+            trained += ")"
+        saved = [os.path.join(output, "model.keras"), os.path.join(output, "saved_model")]
+        if results.get("curves"):
+            saved.append(results["curves"])
+        lines.append(f"{trained} in {results['train_seconds']:.1f} s; saved {', '.join(saved[:-1])} and {saved[-1]}")
     return "\n".join(lines)
 
 
 def _train(args):
-    from keras_cnn.training.config import apply_overrides, load_recipe
+    import logging
 
+    class Stderr(logging.StreamHandler):
+        # sys.stderr at the time of each message (tests and callers swap it).
+        stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+    # The job's progress notes (keras_cnn.train INFO: where a run resumed, ...) go to stderr, once.
+    logger = logging.getLogger("keras_cnn.train")
+    handler = Stderr()
+    handler.setFormatter(logging.Formatter("keras-cnn train: %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
-        config = apply_overrides(load_recipe(args.recipe), args.set or [])
-    except ValueError as error:
-        print(f"keras-cnn train: error: {error}", file=sys.stderr)
-        return 2
-    from keras_cnn.jobs import train
-    from keras_cnn.training.callbacks import TrainingDiverged
+        from keras_cnn.training.config import apply_overrides, load_recipe
 
-    output = args.output or os.path.join("runs", args.recipe)
-    strategy = args.strategy
-    if args.tpu is not None:
-        from keras_cnn.distribute import get_strategy
+        try:
+            config = apply_overrides(load_recipe(args.recipe), args.set or [])
+        except ValueError as error:
+            print(f"keras-cnn train: error: {error}", file=sys.stderr)
+            return 2
+        from keras_cnn.jobs import train
+        from keras_cnn.training.callbacks import TrainingDiverged
 
-        strategy = get_strategy(args.strategy, tpu=args.tpu)
-    try:
-        results = train(config, output_dir=output, strategy=strategy, data_dir=args.data_dir,
-                        verbose=args.verbose, restart=args.restart)
-    except TrainingDiverged as error:
-        print(f"keras-cnn train: {error}", file=sys.stderr)
-        return 3
-    except ValueError as error:
-        print(f"keras-cnn train: error: {error}", file=sys.stderr)
-        return 2
-    print(_format_results(results, output))
-    return 0
+        output = args.output or os.path.join("runs", args.recipe)
+        strategy = args.strategy
+        if args.tpu is not None:
+            from keras_cnn.distribute import get_strategy
+
+            strategy = get_strategy(args.strategy, tpu=args.tpu)
+        try:
+            results = train(config, output_dir=output, strategy=strategy, data_dir=args.data_dir,
+                            verbose=args.verbose, restart=args.restart)
+        except TrainingDiverged as error:
+            print(f"keras-cnn train: {error}", file=sys.stderr)
+            return 3
+        except ValueError as error:
+            print(f"keras-cnn train: error: {error}", file=sys.stderr)
+            return 2
+        print(_format_results(results, output))
+        return 0
+    except KeyboardInterrupt as interrupt:
+        # Ctrl-C: one line, no traceback (a TrainingInterrupted says at which epoch); 130 = 128 + SIGINT.
+        message = str(interrupt) or "interrupted before training started; run the same command to start it"
+        print(f"keras-cnn train: {message}", file=sys.stderr)
+        return 130
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def build_parser():
@@ -109,7 +141,10 @@ def build_parser():
     train.add_argument("--output", default=None, help="run directory (default: runs/RECIPE)")
     train.add_argument("--data-dir", default=None,
                        help="tfds data directory (Fashion-MNIST: the directory of its four files)")
-    train.add_argument("--restart", action="store_true", help="discard a previous run in --output and start over")
+    train.add_argument("--restart", action="store_true",
+                       help="start over: move the previous run in --output aside and delete it first (without "
+                            "--restart the same command resumes or reports a run, and refuses one whose config "
+                            "differs from its config.json)")
     train.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
                        help="fit verbosity: auto (progress bar), 0, 1 or 2")
     train.set_defaults(func=_train)

@@ -32,7 +32,8 @@ def config():
             "batch_size": 64,
             "name": "cosine",
             "warmup_epochs": 1,
-            "validation_freq": 0,
+            # Evaluated after every epoch, so history.csv, curves.png and TensorBoard have validation curves.
+            "validation_freq": 1,
         },
         "optim": {
             "name": "sgd",

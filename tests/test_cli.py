@@ -1,9 +1,16 @@
 """`keras-cnn models` and the README table generated from the same code."""
 
 import importlib.util
+import json
+import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 from keras_cnn import cli
 from keras_cnn.utils.model_table import format_markdown, table_rows
@@ -44,3 +51,69 @@ def test_readme_table_is_up_to_date():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert update_readme.render(text) == text, "run python tools/update_readme.py"
     assert format_markdown(table_rows()) in text
+
+
+# --- keras-cnn train: run directories ----------------------------------------------------------------
+
+# The quickstart at width 8; for the in-process test two stages of one block and two steps per epoch.
+_NARROW = ["--set", "model_args.stem_width=8", "--set", "model_args.planes=(8, 16, 32, 64)", "--verbose", "0"]
+_TINY = ["--set", "model_args.stem_width=8", "--set", "model_args.planes=(8, 16)", "--set", "model_args.depths=(1, 1)",
+         "--set", "model_args.strides=(1, 2)", "--set", "steps_per_epoch=2", "--set", "eval_steps=1", "--verbose", "0"]
+
+
+def test_train_refuses_a_changed_config_and_leaves_nothing_on_a_bad_value(tmp_path, capsys):
+    out = tmp_path / "run"
+    train = ["train", "digits_quickstart", "--output", str(out), *_TINY]
+    assert cli.main([*train, "--set", "epochs=1"]) == 0
+    assert "1 epochs in" in capsys.readouterr().out
+    assert cli.main([*train, "--set", "epochs=2"]) == 2
+    err = capsys.readouterr().err
+    assert "schedule.epochs: 1 -> 2" in err and "--restart" in err and "Traceback" not in err
+    bad = tmp_path / "bad"
+    assert cli.main(["train", "digits_quickstart", "--output", str(bad), *_TINY, "--set", "optimizer='sgdd'"]) == 2
+    assert "sgdd" in capsys.readouterr().err and not bad.exists()
+
+
+@pytest.mark.slow
+def test_train_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "keras_cnn.cli", "train", "digits_quickstart", "--output", str(out), *_NARROW,
+               "--set", "epochs=4"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    metadata = out / "backup" / "training_metadata.json"
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 600
+        while not metadata.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert metadata.exists(), "no backup was written"
+        time.sleep(0.3)  # into the second epoch
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and not stdout
+    ours = [line for line in stderr.splitlines() if line.startswith("keras-cnn train:")]
+    assert len(ours) == 1, stderr[-3000:]
+    interrupted = int(re.fullmatch(r"keras-cnn train: interrupted at epoch (\d) of 4; run the same command to resume",
+                                   ours[0]).group(1))
+    backed_up = json.loads(metadata.read_text())["epoch"]
+    assert 1 <= backed_up < 4 and interrupted in (backed_up, backed_up + 1)
+    assert not (out / "results.json").exists()
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"keras-cnn train: resuming at epoch {backed_up + 1} of 4 from {out / 'backup'}" in resumed.stderr
+    assert f"{4 - backed_up} epochs (of 4, resumed at epoch {backed_up + 1}) in" in resumed.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["epochs_run"] == 4 - backed_up and results["resumed_at_epoch"] == backed_up
+
+    # --restart starts over, also with another config: the old run's rows and events are gone.
+    restarted = subprocess.run([*command, "--set", "epochs=1", "--restart"], env=env, capture_output=True, text=True,
+                               timeout=600)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert "1 epochs in" in restarted.stdout
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 1 + 1
+    assert len(list((out / "logs" / "train").iterdir())) == 1

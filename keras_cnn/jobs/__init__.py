@@ -56,8 +56,10 @@ def trainer_for(method):
 def train(config, *, output_dir, strategy="auto", data_dir=None, verbose="auto", restart=False):
     """Trains (or resumes) a config with the job of its `method` and writes the run's artifacts.
 
-    Running it again on the same `output_dir` resumes an interrupted run, or returns the finished
-    run's results (with `already_finished=True`) without training (`keras_cnn.training.run`).
+    Running it again on the same `output_dir` with the same config resumes an interrupted run
+    (Ctrl-C included), or returns the finished run's results (with `already_finished=True`)
+    without training; with another config it is refused (`keras_cnn.training.run`). A config or
+    argument error leaves nothing behind in `output_dir`.
 
     Args:
         config: A config (`keras_cnn.training.config`); missing keys take the defaults of its
@@ -67,14 +69,21 @@ def train(config, *, output_dir, strategy="auto", data_dir=None, verbose="auto",
             (`"auto"`, `"tpu"`, `"multi_worker"`, `"mirrored"`, `"one_device"`).
         data_dir: tfds data directory (`None`: tfds' default).
         verbose: `fit`'s verbosity (`"auto"`: a progress bar).
-        restart: Train from scratch even if `output_dir` holds a finished or interrupted run.
+        restart: Start over: move the previous run in `output_dir` aside whole and delete it before
+            training (`keras_cnn.training.run.discard_run`), so none of its files (history rows,
+            TensorBoard events, model, results) survives, even if the new run is interrupted.
 
     Returns:
-        The results dict (also written to `results.json`): test loss/accuracy and run facts.
+        The results dict (also written to `results.json`): test loss/accuracy and run facts;
+        `epochs_run` and `train_seconds` count what this call trained (a resumed run: the rest).
 
     Raises:
-        ValueError: A bad config value, unknown dataset or model, or missing data.
+        ValueError: A bad config value, unknown dataset or model, missing data; `output_dir` holds
+            a run with another config (the message lists the differing keys), or, with `restart`,
+            files no run writes.
         TrainingDiverged: The loss became NaN/inf; the last good checkpoint and backup are kept.
+        keras_cnn.training.run.TrainingInterrupted: Ctrl-C (a `KeyboardInterrupt`); the backup is
+            kept and the message says at which epoch; the same call resumes.
     """
     cfg = resolve_config(config)
     return run_job(trainer_for(cfg.method), cfg, output_dir=output_dir, strategy=strategy, data_dir=data_dir,

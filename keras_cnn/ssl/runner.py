@@ -262,7 +262,7 @@ def train_mpl(cfg, paths, strategy, data_dir, verbose):
         guard, backup, callbacks = fit_callbacks(cfg, paths, strategy)
         initial_epoch = min(backup.resume_epoch(), cfg.schedule.epochs - 1)
         if initial_epoch:
-            LOGGER.info("resuming %s at epoch %d", paths.root, initial_epoch + 1)
+            LOGGER.info("resuming at epoch %d of %d from %s", initial_epoch + 1, cfg.schedule.epochs, paths.backup)
         train_ds = _mpl_pipelines(cfg, info, image_size, labeled, unlabeled, cfg.run.seed + initial_epoch)
         with strategy.scope():
             teacher = create_model(teacher_name, classes=info.num_classes, input_shape=input_shape,
@@ -332,6 +332,7 @@ def train_mpl(cfg, paths, strategy, data_dir, verbose):
         **{k: v for k, v in _score_fields(scores).items() if k not in ("test_accuracy", "test_loss")},
         **_score_fields(before, "before_finetune"),
         "epochs": cfg.schedule.epochs,
+        "epochs_run": 0 if mpl_done else cfg.schedule.epochs - initial_epoch,
         "resumed_at_epoch": initial_epoch,
         "mpl_stage_resumed": mpl_done,
         "steps_per_epoch": steps_per_epoch,
@@ -533,6 +534,8 @@ def train_noisy_student(cfg, paths, strategy, data_dir, verbose):
                    for r in rounds],
         "resumed_rounds": sum(bool(r.get("resumed")) for r in rounds),
         "epochs": cfg.schedule.epochs,
+        # Over the rounds this call trained (a finished round is read back, not trained again).
+        "epochs_run": sum(int(r.get("epochs") or 0) for r in rounds if not r.get("resumed")),
         "image_size": round_sizes[-1],
         "batch_size": cfg.schedule.batch_size,
         "precision": precision,

@@ -4,10 +4,17 @@
 ends the epoch: `on_epoch_end` callbacks (`BackupAndRestore`, `ModelCheckpoint`) would then save the
 diverged weights over the last good ones, and `BackupAndRestore` deletes its backup when `fit`
 returns. Here one `NonFiniteGuard` records the divergence and the checkpointing callbacks consult it.
+
+Ctrl-C (SIGINT) raises `KeyboardInterrupt` wherever Python happens to be; the checkpointing
+callbacks write under `defer_interrupts`, so an interrupt never leaves a half-written backup or
+checkpoint: it is raised when the write is complete.
 """
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 
 import keras
@@ -15,11 +22,40 @@ import tensorflow as tf
 
 from keras_cnn.distribute.checkpoint import MultiWorkerBackupAndRestore, chief_only_path
 
-__all__ = ["EpochTimer", "GuardedBackupAndRestore", "LastGoodCheckpoint", "NonFiniteGuard", "TrainingDiverged"]
+__all__ = [
+    "EpochProgress",
+    "EpochTimer",
+    "GuardedBackupAndRestore",
+    "LastGoodCheckpoint",
+    "NonFiniteGuard",
+    "TrainingDiverged",
+    "defer_interrupts",
+]
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the last good checkpoint."""
+
+
+@contextlib.contextmanager
+def defer_interrupts():
+    """Holds back Ctrl-C (SIGINT) for the duration of the block, then raises `KeyboardInterrupt`.
+
+    For writes that must not be cut off halfway (a backup, a checkpoint). Only on the main thread
+    and only while Python's default SIGINT handler is installed (a caller's own handler is left alone).
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _finite(logs):
@@ -76,12 +112,14 @@ class GuardedBackupAndRestore(MultiWorkerBackupAndRestore):
     def _save_model(self):
         if self._guard.diverged:
             return
-        super()._save_model()
+        with defer_interrupts():
+            super()._save_model()
 
     def on_train_end(self, logs=None):
         if self._guard.diverged:
             return
-        super().on_train_end(logs)
+        with defer_interrupts():
+            super().on_train_end(logs)
 
 
 class LastGoodCheckpoint(keras.callbacks.Callback):
@@ -108,7 +146,7 @@ class LastGoodCheckpoint(keras.callbacks.Callback):
         if self._guard.diverged or not _finite(logs):
             return
         partial = self.filepath[: -len(".weights.h5")] + ".partial.weights.h5"
-        with chief_only_path(partial, self.model.distribute_strategy) as target:
+        with defer_interrupts(), chief_only_path(partial, self.model.distribute_strategy) as target:
             self.model.save_weights(target, overwrite=True)
             if target == partial:
                 tf.io.gfile.rename(partial, self.filepath, overwrite=True)
@@ -144,3 +182,29 @@ class EpochTimer(keras.callbacks.Callback):
         self.total += seconds
         logs["epoch_seconds"] = seconds
         logs["train_seconds"] = self.total
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Records the epoch `fit` is in, for the message of an interrupted run.
+
+    Attributes:
+        epoch: The 1-based epoch in progress (`None` before the first one begins).
+        epochs: The epoch `fit` ends at (its `epochs` argument).
+        finished: Whether that `fit` has returned.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = None
+        self.epochs = None
+        self.finished = False
+
+    def on_train_begin(self, logs=None):
+        self.finished = False
+
+    def on_train_end(self, logs=None):
+        self.finished = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        self.epochs = self.params.get("epochs")

@@ -7,7 +7,7 @@
 
 One run writes into `output_dir` the files listed in `keras_cnn.training.run` (backup/,
 checkpoints/last.weights.h5, history.csv, logs/, config.json, model.keras, saved_model/,
-results.json, whose presence marks the run finished).
+curves.png, results.json, whose presence marks the run finished).
 
 A killed run continues from its last backed-up epoch when the same command is run again. With
 `deterministic=True` the resumed run is bit-identical to an uninterrupted one: op determinism is
@@ -249,6 +249,7 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
         model = _build_model(cfg, info, image_size)
     write_json(paths.config, cfg, strategy)
     start = time.time()
+    epochs_run = 0  # by this call: a resumed run counts only the epochs it trains
     for phase in _phases(cfg):
         phase_paths = paths if phase.last else RunPaths(os.path.join(paths.root, phase.name))
         done = None if phase.last else paths.stage(phase.name, "phase.weights.h5")
@@ -261,8 +262,9 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
                         phase.end, len(trainable))
         guard, backup, callbacks = fit_callbacks(cfg, phase_paths, strategy)
         initial_epoch = max(phase.start, min(backup.resume_epoch(), phase.end - 1))
-        if initial_epoch:
-            LOGGER.info("resuming %s at epoch %d", phase_paths.root, initial_epoch + 1)
+        if initial_epoch > phase.start:
+            LOGGER.info("resuming at epoch %d of %d from %s", initial_epoch + 1, phase.end, phase_paths.backup)
+        epochs_run += phase.end - initial_epoch
         train_ds, eval_ds, one_hot, data_callbacks = _pipelines(
             cfg, info, image_size, train_source, eval_source, steps_per_epoch=steps_per_epoch,
             initial_epoch=initial_epoch)
@@ -295,6 +297,7 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
         "test_loss": float(scores["loss"]),
         **{f"test_{k}": float(v) for k, v in scores.items() if k not in ("accuracy", "loss")},
         "epochs": cfg.schedule.epochs,
+        "epochs_run": epochs_run,
         "resumed_at_epoch": initial_epoch,
         "steps_per_epoch": steps_per_epoch,
         "train_examples": train_examples,
