@@ -14,8 +14,11 @@ import re
 import sys
 import tempfile
 
-# An absl/glog line: severity letter, MMDD, time, thread id, file:line.
-_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
+# An absl/glog line: severity letter, MMDD, time (TensorFlow's has the epoch seconds in place of
+# the seconds: "I0000 00:00:1796408753.042969"), thread id, file:line.
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:[\d.]+\s+\d+ \S+:\d+\] ")
+# Python's own output (a warning, a traceback) is never an absl line's continuation.
+_PYTHON_LINE = re.compile(r"^(Traceback|\s+File |\S+:\d+: \w*Warning|\w*(Error|Warning|Exception)\b)")
 _ABSL_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
 _SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 # What `keras-cnn` sets unless the user did: errors TensorFlow reports later (cuInit on a machine
@@ -65,7 +68,11 @@ def filter_startup_log(text, level):
         if match:
             keep = _SEVERITY[match.group(1)] >= level
         elif line.rstrip("\n") == _ABSL_BANNER:
-            keep = level < 1
+            if level < 1:
+                kept.append(line)
+            continue
+        elif not keep and (not line.strip() or _PYTHON_LINE.match(line)):
+            keep = True  # the dropped line's continuation ended
         if keep:
             kept.append(line)
     return "".join(kept)
