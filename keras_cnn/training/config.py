@@ -32,6 +32,12 @@ method-specific ones (`teacher`, `teacher_args`, `teacher_weights`, `ssl_split`,
 `labels_per_class`) map to the section of the config's method. `flat_keys(method)` lists the
 mapping. Overrides take either form: `--set optim.learning_rate=0.2`, `--set mpl.uda_weight=8`,
 `--set schedule.args.decay_rate=0.9`.
+
+**Checks.** A value must have its field's type (`learning_rate` a number, `nesterov` a bool)
+and, for `optimizer`, `schedule`, `weight_decay_mode`, `preprocessing` and the pseudo-label
+modes, be one of the choices; `model_args` must be keywords of the model's builder (and not
+those the job sets: `classes`, `input_shape`, ...). `apply_overrides` checks what it sets,
+naming the key as the user typed it, before anything trains; `Config.check` checks them all.
 """
 
 import ast
@@ -63,6 +69,7 @@ __all__ = [
     "Schedule",
     "Transfer",
     "apply_overrides",
+    "check_model_args",
     "defaults_for",
     "flat_keys",
     "list_recipes",
@@ -411,7 +418,8 @@ class Config(collections.abc.Mapping):
         return nested
 
     def check(self):
-        """Runs every section's checks (`ValueError` naming the key and the value)."""
+        """Runs every field's type and choice checks, checks `model_args` against the model's
+        builder, then every section's checks (`ValueError` naming the key and the value)."""
         for key, path in flat_keys(self.method).items():
             _check_field(self, path, key)
         check_model_args(self.model, self.model_args)
@@ -727,8 +735,10 @@ def apply_overrides(config, overrides):
         A new `Config`.
 
     Raises:
-        ValueError: A malformed override or an unknown key (the message lists the valid keys and
-            close matches).
+        ValueError: A malformed override, an unknown key (the message lists the valid keys and
+            close matches), a value of the wrong type or not among the key's choices, or a
+            `model_args` entry the model's builder does not take (each message starts with the
+            key as typed: `--set optimizer` ...).
     """
     config = resolve_config(config)
     parsed = []
