@@ -6,6 +6,11 @@
     keras_cnn.create_model("resnet50d", weights=None)
 """
 
+import importlib
+
+# First, before anything imports TensorFlow: importing it imports TensorFlow with its load-time
+# log lines held to $TF_CPP_MIN_LOG_LEVEL (which the `keras-cnn` command sets to 3).
+from keras_cnn import _startup  # isort: skip  # noqa: F401
 # keras_cnn.weights before the models: it installs the registry's named-weights provider, which
 # the model families consult as they register (neither they nor the registry import it).
 from keras_cnn import weights  # isort: skip
@@ -21,6 +26,24 @@ from keras_cnn.registry import ModelInfo, create_model, get_model_info, list_mod
 _ensure_recursion_limit()
 
 __version__ = "0.1.0"
+
+# Subpackages loaded on first attribute access (PEP 562): `keras_cnn.training.build_optimizer(...)`
+# works after `import keras_cnn`, which does not pay for the training and SSL modules up front
+# (not in `__all__`, so `from keras_cnn import *` does not load them either).
+_LAZY_SUBPACKAGES = ("data", "distribute", "jobs", "ssl", "training")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBPACKAGES:
+        module = importlib.import_module(f"keras_cnn.{name}")
+        globals()[name] = module  # the next access is a plain attribute
+        return module
+    raise AttributeError(f"module 'keras_cnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY_SUBPACKAGES})
+
 
 __all__ = [
     "ModelInfo",

@@ -7,8 +7,13 @@ from typing import Any
 
 import keras
 
+from keras_cnn import data as data
+from keras_cnn import distribute as distribute
+from keras_cnn import jobs as jobs
 from keras_cnn import layers as layers
 from keras_cnn import models as models
+from keras_cnn import ssl as ssl
+from keras_cnn import training as training
 from keras_cnn import utils as utils
 from keras_cnn import weights as weights
 from keras_cnn.models import FAMILIES as FAMILIES

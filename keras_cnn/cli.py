@@ -90,10 +90,16 @@ def _train(args):
 
         output = args.output or os.path.join("runs", args.recipe)
         strategy = args.strategy
-        if args.tpu is not None:
-            from keras_cnn.distribute import get_strategy
+        from keras_cnn.distribute.strategy import get_strategy, tpu_address
 
-            strategy = get_strategy(args.strategy, tpu=args.tpu)
+        # A TPU (the flag, or $TPU_NAME / $KERAS_CNN_TPU) or --strategy tpu is resolved here, so a
+        # missing TPU is one line naming the flags, not a traceback from inside the job.
+        if args.tpu is not None or args.strategy == "tpu" or (args.strategy == "auto" and tpu_address() is not None):
+            try:
+                strategy = get_strategy(args.strategy, tpu=args.tpu, flags={"kind": "--strategy", "tpu": "--tpu"})
+            except ValueError as error:
+                print(f"keras-cnn train: error: {error}", file=sys.stderr)
+                return 2
         try:
             results = train(config, output_dir=output, strategy=strategy, data_dir=args.data_dir,
                             verbose=args.verbose, restart=args.restart)
@@ -152,7 +158,11 @@ def build_parser():
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Importing keras_cnn (which this module's package does first) already set this when the
+    # process is the command (keras_cnn._startup); a caller that loads TensorFlow later gets it too.
+    from keras_cnn._startup import CLI_LOG_LEVEL
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", CLI_LOG_LEVEL)
     args = build_parser().parse_args(argv)
     return args.func(args)
 

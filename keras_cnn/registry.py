@@ -33,6 +33,9 @@ class NamedWeights(Protocol):
     def load_pretrained(self, name: str, tag: str, builder: Callable, kwargs: dict) -> Any:
         """Builds registry model `name` with the named weights `tag`."""
 
+    def load_checkpoint(self, name: str, path: str, kwargs: dict) -> Any:
+        """Builds registry model `name` from a timm/torchvision checkpoint file (`.safetensors`, `.pth`)."""
+
 
 _named_weights: NamedWeights | None = None
 
@@ -95,6 +98,54 @@ class ModelInfo:
         return self.config.get("classes", 1000)
 
 
+class UnknownArgumentError(TypeError, ValueError):
+    """A keyword a builder does not take: a `TypeError` as for any function, and a `ValueError`
+    as for any other bad argument of keras_cnn (so either `except` catches it)."""
+
+
+# Files a builder's `weights=` reads itself (Keras) and the timm/torchvision checkpoints it hands
+# to the family's converter.
+KERAS_WEIGHTS_SUFFIXES = (".weights.h5", ".keras", ".h5")
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+def check_keywords(builder_name, signature, kwargs):
+    """Raises `UnknownArgumentError` for a keyword `signature` lacks, listing close matches."""
+    valid = list(signature.parameters)
+    for key in kwargs:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=3, cutoff=0.7)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise UnknownArgumentError(
+                f"{builder_name}() got an unexpected keyword argument {key!r}{hint} Its arguments: {sorted(valid)}"
+            )
+
+
+def _looks_like_path(weights):
+    return (os.sep in weights or "/" in weights or weights.startswith(("~", "."))
+            or weights.endswith(KERAS_WEIGHTS_SUFFIXES + CHECKPOINT_SUFFIXES))
+
+
+def _unknown_weights(name, builder_name, weights, pretrained):
+    """The `ValueError` for a `weights` string that is neither a file nor a named weights of `name`."""
+    if _looks_like_path(weights):
+        return ValueError(f"`weights` file does not exist, received weights={weights!r}")
+    others = [n for n in list_models(pretrained=True) if weights in _MODELS[n].pretrained]
+    close = difflib.get_close_matches(name, others, n=3, cutoff=0.6) or [
+        n for n in others if n.startswith(name.rstrip("0123456789"))][:3]
+    if pretrained:
+        message = (f"{builder_name} ({name!r}) has no weights={weights!r}; pass one of its named weights "
+                   f"explicitly: {list(pretrained)}, e.g. {builder_name}(weights={pretrained[-1]!r})")
+    else:
+        message = f"{builder_name} ({name!r}) has no named weights; received weights={weights!r}"
+    if close:
+        spelled = ", ".join(f"{n!r} ({_MODELS[n].builder_name}(weights={weights!r}))" for n in close)
+        message += f". Models with weights={weights!r} close to {name!r}: {spelled}"
+    elif others:
+        message += f". Models with weights={weights!r}: {others}"
+    return ValueError(message + ". `weights` takes None, a named weights tag or an existing file.")
+
+
 def _variant_builder(family_builder, info_fields, config):
     name = info_fields["name"]
     pretrained = info_fields["pretrained"]
@@ -102,17 +153,19 @@ def _variant_builder(family_builder, info_fields, config):
     signature = inspect.signature(family_builder)
 
     def builder(**kwargs):
-        signature.bind_partial(**kwargs)  # an unknown keyword is a TypeError, as for any function
+        check_keywords(info_fields["builder_name"], signature, kwargs)
         weights = kwargs.get("weights")
         if isinstance(weights, str) and weights in pretrained:
             return _named_weights.load_pretrained(name, weights, functools.partial(family_builder, **config), kwargs)
-        if isinstance(weights, str) and not os.path.isfile(weights):
-            others = [n for n in list_models(pretrained=True) if weights in _MODELS[n].pretrained]
-            raise ValueError(
-                f"`weights` must be None, a path or one of the named weights of {name!r} "
-                f"({list(pretrained)}), received weights={weights!r}. Models with weights="
-                f"{weights!r}: {others}"
-            )
+        if isinstance(weights, (str, os.PathLike)):
+            path = os.path.expanduser(os.fspath(weights))
+            if not os.path.isfile(path):
+                raise _unknown_weights(name, info_fields["builder_name"], os.fspath(weights), pretrained)
+            if path.endswith(CHECKPOINT_SUFFIXES):
+                # A timm/torchvision checkpoint, not a Keras weights file: the family's converter
+                # maps it (or says which families have one).
+                return _named_weights.load_checkpoint(name, path, {k: v for k, v in kwargs.items() if k != "weights"})
+            kwargs["weights"] = path
         kwargs.setdefault("name", name)
         return family_builder(**{**config, **kwargs})
 

@@ -117,3 +117,37 @@ def test_train_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path):
     assert "1 epochs in" in restarted.stdout
     assert len((out / "history.csv").read_text().strip().splitlines()) == 1 + 1
     assert len(list((out / "logs" / "train").iterdir())) == 1
+
+
+def _run(*args, env=None):
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TPU_NAME", "KERAS_CNN_TPU")}
+    return subprocess.run([sys.executable, "-m", "keras_cnn.cli", *args], capture_output=True, text=True,
+                          timeout=300, env={**environ, **(env or {})}, cwd=ROOT)
+
+
+def test_commands_start_without_tensorflow_log_noise():
+    # Before: absl's "All log messages before absl::InitializeLog()" banner, the oneDNN notice,
+    # "Could not find cuda drivers", cpu_feature_guard and the cuInit error, twice over, on stderr.
+    result = _run("recipes")
+    assert result.returncode == 0 and "digits_quickstart" in result.stdout
+    assert result.stderr == ""
+
+
+def test_bad_set_is_one_line_without_traceback(tmp_path):
+    # Before: a TypeError traceback from the runner ("can't multiply sequence by non-int of type 'float'").
+    result = _run("train", "digits_quickstart", "--set", "learning_rate=fast", "--output", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr == "keras-cnn train: error: --set `learning_rate` must be a number, received learning_rate=fast\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_tpu_flag_without_a_tpu_is_one_line_without_traceback(tmp_path):
+    # Before: a traceback ending in NotFoundError "TPUs not found in the cluster ... ConfigureDistributedTPU".
+    result = _run("train", "digits_quickstart", "--tpu", "local", "--output", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("keras-cnn train: error: no TPU reachable at --tpu local: NotFoundError: "
+                                    "TPUs not found in the cluster. On a machine without a TPU"), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "drop --tpu, or choose another --strategy" in result.stderr

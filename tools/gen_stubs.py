@@ -29,8 +29,13 @@ from typing import Any
 
 import keras
 
+from keras_cnn import data as data
+from keras_cnn import distribute as distribute
+from keras_cnn import jobs as jobs
 from keras_cnn import layers as layers
 from keras_cnn import models as models
+from keras_cnn import ssl as ssl
+from keras_cnn import training as training
 from keras_cnn import utils as utils
 from keras_cnn import weights as weights
 from keras_cnn.models import FAMILIES as FAMILIES
@@ -45,7 +50,9 @@ __version__: str
 '''
 # Names the header imports; every other name of `keras_cnn.__all__` is a builder.
 IMPORTED = {"FAMILIES", "ModelInfo", "create_model", "feature_extractor", "feature_layers",
-            "get_model_info", "layers", "list_models", "models", "utils", "weights"}
+            "get_model_info", "layers", "list_models", "models", "utils", "weights",
+            # the subpackages keras_cnn loads on first access (its `__getattr__`)
+            "data", "distribute", "jobs", "ssl", "training"}
 
 
 def _default(value):

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 
 import tensorflow as tf
 
@@ -28,6 +29,29 @@ LOGGER = logging.getLogger("keras_cnn.distribute")
 KINDS = ("auto", "tpu", "multi_worker", "mirrored", "one_device")
 # Environment variables naming a TPU: Cloud TPU's own, then ours (takes precedence).
 TPU_ENV_VARS = ("KERAS_CNN_TPU", "TPU_NAME")
+
+
+class TPUUnavailableError(ValueError):
+    """A TPU was asked for (argument or environment) but none could be reached."""
+
+
+def _received(flags, argument, value):
+    # How a message shows an argument: `tpu='local'` to Python callers, `--tpu local` when the
+    # command line passes its flag names (`flags={"tpu": "--tpu", "kind": "--strategy"}`).
+    if flags and argument in flags:
+        return f"{flags[argument]} {value or repr(value)}" if value is not None else f"{flags[argument]} unset"
+    return f"{argument}={value!r}"
+
+
+def _tpu_source(tpu, environ, flags):
+    """Where the TPU address came from, for messages: the argument or the environment variable."""
+    if tpu is not None:
+        return _received(flags, "tpu", tpu)
+    environ = os.environ if environ is None else environ
+    for var in TPU_ENV_VARS:
+        if environ.get(var, "").strip():
+            return f"${var}={environ[var].strip()!r}"
+    return _received(flags, "tpu", None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,19 +69,22 @@ class StrategyChoice:
     tpu: str | None = None
 
 
-def tpu_address(tpu=None, environ=None):
+def tpu_address(tpu=None, environ=None, *, flags=None):
     """The TPU to connect to: the `tpu` argument, else `$KERAS_CNN_TPU`, else `$TPU_NAME`.
 
     Args:
         tpu: A TPU name, `"local"` (TPU VM) or `grpc://host:port`; `None` reads the environment.
         environ: Mapping to read instead of `os.environ` (tests).
+        flags: How messages name the arguments (`{"tpu": "--tpu"}` from the command line);
+            `None`: as Python arguments.
 
     Returns:
         The address, or `None` when no TPU is configured.
     """
     if tpu is not None:
         if not isinstance(tpu, str) or not tpu.strip():
-            raise ValueError(f"`tpu` must be a non-empty string or None, received tpu={tpu!r}")
+            name = flags["tpu"] if flags and "tpu" in flags else "`tpu`"
+            raise ValueError(f"{name} must be a non-empty string or None, received {_received(flags, 'tpu', tpu)}")
         return tpu.strip()
     environ = os.environ if environ is None else environ
     for var in TPU_ENV_VARS:
@@ -112,7 +139,7 @@ def num_workers(tf_config):
     return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
 
 
-def resolve_strategy_kind(kind="auto", *, tpu=None, environ=None, num_gpus=None):
+def resolve_strategy_kind(kind="auto", *, tpu=None, environ=None, num_gpus=None, flags=None):
     """Decides which strategy to create, without creating anything.
 
     `"auto"` picks, in order: TPU if a TPU address is configured (argument or environment),
@@ -125,18 +152,21 @@ def resolve_strategy_kind(kind="auto", *, tpu=None, environ=None, num_gpus=None)
         environ: Mapping to read instead of `os.environ` (tests).
         num_gpus: Number of local GPUs; `None` asks TensorFlow (physical devices only,
             which does not initialise them).
+        flags: How messages name `kind` and `tpu` (`{"kind": "--strategy", "tpu": "--tpu"}`
+            from the command line); `None`: as Python arguments.
 
     Returns:
         A `StrategyChoice`.
     """
     if kind not in KINDS:
-        raise ValueError(f"`kind` must be one of {KINDS}, received kind={kind!r}")
-    address = tpu_address(tpu, environ)
+        raise ValueError(f"`kind` must be one of {KINDS}, received {_received(flags, 'kind', kind)}")
+    address = tpu_address(tpu, environ, flags=flags)
     if kind == "tpu":
         if address is None:
+            how = f"pass {flags['tpu']}" if flags and "tpu" in flags else "pass `tpu=`"
             raise ValueError(
-                "`kind='tpu'` needs a TPU address: pass `tpu=` ('local' on a TPU VM) or set "
-                f"$KERAS_CNN_TPU / $TPU_NAME; received tpu={tpu!r}"
+                f"{_received(flags, 'kind', 'tpu')} needs a TPU address: {how} ('local' on a TPU VM) or set "
+                f"$KERAS_CNN_TPU / $TPU_NAME; received {_received(flags, 'tpu', tpu)}"
             )
         return StrategyChoice("tpu", "requested", address)
     tf_config = parse_tf_config(environ)
@@ -174,7 +204,28 @@ def tpu_cluster_resolver(address):
     return tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
 
 
-def get_strategy(kind="auto", *, tpu=None, devices=None, logger=LOGGER):
+def _connect_tpu(address, source, flags):
+    """Connects to and initialises the TPU at `address`; `TPUUnavailableError` when there is none."""
+    try:
+        resolver = tpu_cluster_resolver(address)
+        # Needs a reachable TPU: not run in this repository's CPU tests.
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (tf.errors.OpError, OSError, ValueError, RuntimeError) as error:
+        # TensorFlow reports a missing TPU as whatever failed first (NotFoundError for 'local'
+        # without TPU devices, a URLError resolving a TPU name off Cloud): one line says which.
+        reason = re.split(r"(?<=\.)\s|\n", (getattr(error, "message", None) or str(error)).strip())
+        strategy = flags["kind"] if flags and "kind" in flags else "`kind`"
+        raise TPUUnavailableError(
+            f"no TPU reachable at {source}: {type(error).__name__}: {reason[0].rstrip('.')}. "
+            f"On a machine without a TPU, unset $KERAS_CNN_TPU / $TPU_NAME"
+            f"{' and drop ' + flags['tpu'] if flags and 'tpu' in flags else ' and pass tpu=None'}, "
+            f"or choose another {strategy} ({', '.join(k for k in KINDS if k != 'tpu')})"
+        ) from None
+    return resolver
+
+
+def get_strategy(kind="auto", *, tpu=None, devices=None, logger=LOGGER, flags=None):
     """Creates the distribution strategy; call it before any other TensorFlow op, once.
 
     Create one strategy per program: two `MirroredStrategy` objects over the same devices
@@ -190,11 +241,14 @@ def get_strategy(kind="auto", *, tpu=None, devices=None, logger=LOGGER):
         devices: Device names for `"mirrored"` (e.g. `["/gpu:0", "/gpu:1"]`) or one device
             for `"one_device"`; `None` uses all GPUs (mirrored) or the first GPU, else the CPU.
         logger: Where the choice is logged (`logging.Logger`).
+        flags: How messages name `kind` and `tpu`: `{"kind": "--strategy", "tpu": "--tpu"}` from
+            the command line; `None`: as Python arguments.
 
     Returns:
         A `tf.distribute.Strategy`.
 
     Raises:
+        TPUUnavailableError: A TPU is configured (argument or environment) but none is reachable.
         ValueError: Bad `kind`, `tpu`, `devices` or `TF_CONFIG`.
         RuntimeError: `"multi_worker"` after TensorFlow initialised its devices.
     """
@@ -202,7 +256,7 @@ def get_strategy(kind="auto", *, tpu=None, devices=None, logger=LOGGER):
         isinstance(devices, str) or not devices or not all(isinstance(d, str) for d in devices)
     ):
         raise ValueError(f"`devices` must be a non-empty list of device names, received devices={devices!r}")
-    choice = resolve_strategy_kind(kind, tpu=tpu)
+    choice = resolve_strategy_kind(kind, tpu=tpu, flags=flags)
     if devices is not None and choice.kind not in ("mirrored", "one_device"):
         raise ValueError(
             f"`devices` only applies to 'mirrored' and 'one_device', the choice is {choice.kind!r}; "
@@ -214,10 +268,7 @@ def get_strategy(kind="auto", *, tpu=None, devices=None, logger=LOGGER):
                 "get_strategy: TensorFlow devices were initialised before connecting to the TPU; "
                 "connecting resets the eager context, so tensors and variables created so far are invalid"
             )
-        resolver = tpu_cluster_resolver(choice.tpu)
-        # Needs a reachable TPU: not run in this repository's CPU tests.
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        resolver = _connect_tpu(choice.tpu, _tpu_source(tpu, None, flags), flags)
         strategy = tf.distribute.TPUStrategy(resolver)
     elif choice.kind == "multi_worker":
         if devices_initialized():

@@ -192,6 +192,12 @@ def resolve_input_shape(input_shape, input_tensor, *, default_size, min_size):
         raise ValueError(
             f"`input_shape` must end with a positive channel count, received input_shape={input_shape!r}"
         )
+    if height in (1, 3) and channels not in (1, 3, 4):
+        # (3, 224, 224) is an image in PyTorch's layout; the builders only make NHWC models.
+        raise ValueError(
+            "keras_cnn models are channels-last: `input_shape` is (height, width, channels), received "
+            f"input_shape={input_shape!r}, which looks channels-first (use {(width, channels, height)!r})"
+        )
     for dim in (height, width):
         if dim is None:
             continue
@@ -222,8 +228,8 @@ def validate_head_args(
             )
         if not os.path.isfile(weights):
             raise ValueError(
-                "`weights` must be None, a named weights tag of the model or an existing weights "
-                f"file, received weights={str(weights)!r}"
+                "`weights` file does not exist (`weights` takes None, a named weights tag of the "
+                f"model or an existing weights file), received weights={str(weights)!r}"
             )
 
 

@@ -186,23 +186,31 @@ def stage_outputs(model):
     return last_at
 
 
-def feature_layers(model, strides=DEFAULT_STRIDES):
+def feature_layers(model, strides=None):
     """Names of the layers whose outputs are `model`'s features at `strides`.
 
     Args:
         model: A functional image model (any keras_cnn builder, with or without its top).
-        strides: Powers of two, e.g. `(4, 8, 16, 32)`.
+        strides: Powers of two, e.g. `(4, 8, 16, 32)`; `None`: those of `DEFAULT_STRIDES` the
+            model has (as timm's `features_only`, a net without a stride-32 level, such as
+            SqueezeNet, gives the levels it has).
 
     Returns:
         A dict stride -> layer name, in the order of `strides`.
 
     Raises:
-        ValueError: If `model` reaches none of a requested stride on its main path; the
-            message lists the strides it has.
+        ValueError: If `model` does not reach a requested stride on its main path (with
+            `strides=None`: none of `DEFAULT_STRIDES`); the message lists the strides it has.
     """
     _check_model(model)
-    _check_strides(strides)
+    if strides is not None:
+        _check_strides(strides)
     last_at = stage_outputs(model)
+    if strides is None:
+        strides = tuple(s for s in DEFAULT_STRIDES if s in last_at)
+        if not strides:
+            raise ValueError(f"{model.name!r} has no feature map at the default strides {list(DEFAULT_STRIDES)} "
+                             f"(it has {sorted(last_at)}); pass the `strides` it has")
     missing = [s for s in strides if s not in last_at]
     if missing:
         raise ValueError(f"{model.name!r} has no feature map at strides {missing} (it has "
@@ -210,7 +218,7 @@ def feature_layers(model, strides=DEFAULT_STRIDES):
     return {stride: last_at[stride] for stride in strides}
 
 
-def feature_extractor(model, strides=DEFAULT_STRIDES, *, name=None, **kwargs):
+def feature_extractor(model, strides=None, *, name=None, **kwargs):
     """A model returning `model`'s multi-scale features (timm's `features_only`).
 
     The extractor shares its layers and weights with `model`: training it (or a head on it)
@@ -219,7 +227,8 @@ def feature_extractor(model, strides=DEFAULT_STRIDES, *, name=None, **kwargs):
     Args:
         model: A functional image model, or a registry name built with `include_top=False`
             and `kwargs` (e.g. `input_shape=(None, None, 3)`, `weights="imagenet"`).
-        strides: Feature strides, powers of two; default `(4, 8, 16, 32)`.
+        strides: Feature strides, powers of two; `None` (the default): those of `(4, 8, 16, 32)`
+            the model has (SqueezeNet: 4, 8 and 16), as timm's `features_only` does.
         name: Name of the extractor (default `f"{model.name}_features"`).
         **kwargs: Builder arguments, only with a registry name.
 

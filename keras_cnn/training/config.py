@@ -32,6 +32,12 @@ method-specific ones (`teacher`, `teacher_args`, `teacher_weights`, `ssl_split`,
 `labels_per_class`) map to the section of the config's method. `flat_keys(method)` lists the
 mapping. Overrides take either form: `--set optim.learning_rate=0.2`, `--set mpl.uda_weight=8`,
 `--set schedule.args.decay_rate=0.9`.
+
+**Checks.** A value must have its field's type (`learning_rate` a number, `nesterov` a bool)
+and, for `optimizer`, `schedule`, `weight_decay_mode`, `preprocessing` and the pseudo-label
+modes, be one of the choices; `model_args` must be keywords of the model's builder (and not
+those the job sets: `classes`, `input_shape`, ...). `apply_overrides` checks what it sets,
+naming the key as the user typed it, before anything trains; `Config.check` checks them all.
 """
 
 import ast
@@ -39,6 +45,8 @@ import collections.abc
 import dataclasses
 import difflib
 import importlib
+import inspect
+import numbers
 import pkgutil
 
 from keras_cnn.validation import check_bool, check_choice, check_positive_int
@@ -61,6 +69,7 @@ __all__ = [
     "Schedule",
     "Transfer",
     "apply_overrides",
+    "check_model_args",
     "defaults_for",
     "flat_keys",
     "list_recipes",
@@ -417,9 +426,106 @@ class Config(collections.abc.Mapping):
         return nested
 
     def check(self):
-        """Runs every section's checks (`ValueError` naming the key and the value)."""
+        """Runs every field's type and choice checks, checks `model_args` against the model's
+        builder, then every section's checks (`ValueError` naming the key and the value)."""
+        for key, path in flat_keys(self.method).items():
+            _check_field(self, path, key)
+        check_model_args(self.model, self.model_args)
         for section in self.sections:
             getattr(self, section).check(self)
+
+
+def _optimizers():
+    # keras_cnn.training.optimizers imports Keras; this module stays importable without it.
+    from keras_cnn.training.optimizers import OPTIMIZERS, WEIGHT_DECAY_MODES
+
+    return OPTIMIZERS, WEIGHT_DECAY_MODES
+
+
+def _schedules():
+    from keras_cnn.training.schedules import SCHEDULES
+
+    return SCHEDULES
+
+
+# The choices of string fields, checked when a config is checked or overridden (callables: the
+# owning module's list, imported when needed).
+_CHOICES = {
+    "optim.name": lambda: _optimizers()[0],
+    "optim.weight_decay_mode": lambda: _optimizers()[1],
+    "schedule.name": _schedules,
+    "data.preprocessing": lambda: ("auto", "cifar", "imagenet", "none"),
+    "mpl.pseudo_labels": lambda: ("sample", "argmax", "soft"),
+    "noisy_student.pseudo_label_mode": lambda: ("soft", "hard"),
+}
+# What a field annotated with a type must hold (fields annotated `object` take several kinds of
+# value and are checked by their section or their consumer).
+_TYPE_CHECKS = {
+    float: ("a number", lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)),
+    bool: ("True or False", lambda v: isinstance(v, bool)),
+    str: ("a string", lambda v: isinstance(v, str)),
+    dict: ("a dict", lambda v: isinstance(v, dict)),
+}
+_TOP_LEVEL_TYPES = {"model": str, "model_args": dict}
+
+
+def _field_type(path):
+    section, _, field = path.partition(".")
+    if not field:
+        return _TOP_LEVEL_TYPES.get(section)
+    return {f.name: f.type for f in dataclasses.fields(SECTIONS[section])}[field]
+
+
+def _check_field(cfg, path, key, *, source="", text=None):
+    """Raises `ValueError` naming `key` (as the user wrote it) unless `cfg`'s value at `path` has
+    its field's type and, for a field with choices, is one of them."""
+    section, _, field = path.partition(".")
+    value = getattr(getattr(cfg, section), field) if field else getattr(cfg, section)
+    received = f"{key}={text if text is not None else repr(value)}"
+    expected = _TYPE_CHECKS.get(_field_type(path))
+    if expected is not None and not expected[1](value):
+        raise ValueError(f"{source}`{key}` must be {expected[0]}, received {received}")
+    if path in _CHOICES:
+        choices = list(_CHOICES[path]())
+        if value not in choices:
+            raise ValueError(f"{source}`{key}` must be one of {choices}, received {received}"
+                             f"{'; ' + _suggest(str(value), choices).strip() if _suggest(str(value), choices) else ''}")
+
+
+# Builder arguments the training jobs set themselves (from the dataset and `weights`).
+RESERVED_MODEL_ARGS = ("classes", "input_shape", "classifier_activation", "weights", "include_top")
+
+
+def check_model_args(model, model_args, *, argument="model_args"):
+    """Checks builder keywords against the signature of registry model `model`'s builder.
+
+    Args:
+        model: A registry name (`keras_cnn.list_models()`).
+        model_args: The extra builder keywords (a dict).
+        argument: What the message starts with: the key the user set (`"--set model_args.zero_gamma"`).
+
+    Raises:
+        ValueError: An unknown model, a keyword the builder does not take (the message lists
+            close matches and the valid ones) or one the training job sets itself.
+    """
+    from keras_cnn.registry import get_model_info
+
+    if not isinstance(model, str):
+        raise ValueError(f"{argument}: `model` must be a registry name (a string), received model={model!r}")
+    try:
+        info = get_model_info(model)
+    except ValueError as error:
+        raise ValueError(f"{argument}: {error}") from None
+    reserved = sorted(k for k in model_args if k in RESERVED_MODEL_ARGS)
+    if reserved:
+        raise ValueError(f"{argument}: {reserved} are set by the training job (from the dataset and `weights`), "
+                         f"received model_args={model_args!r}")
+    valid = sorted(k for k in inspect.signature(info.builder).parameters if k not in RESERVED_MODEL_ARGS)
+    for key in model_args:
+        if key not in valid:
+            raise ValueError(f"{argument}: model {model!r} ({info.builder_name}) takes no argument {key!r}; "
+                             f"{_suggest(str(key), valid)}valid arguments: {valid}")
 
 
 def _nested_defaults(method):
@@ -637,8 +743,10 @@ def apply_overrides(config, overrides):
         A new `Config`.
 
     Raises:
-        ValueError: A malformed override or an unknown key (the message lists the valid keys and
-            close matches).
+        ValueError: A malformed override, an unknown key (the message lists the valid keys and
+            close matches), a value of the wrong type or not among the key's choices, or a
+            `model_args` entry the model's builder does not take (each message starts with the
+            key as typed: `--set optimizer` ...).
     """
     config = resolve_config(config)
     parsed = []
@@ -661,7 +769,16 @@ def apply_overrides(config, overrides):
         if not _set(nested, method, key, _parse_value(text), source="--set ", text=text):
             error = _dotted_error("--set ", key, method) if "." in key else None
             raise error or _unknown("--set: ", [key], method, plural=False)
-    return resolve_config(nested)
+    config = resolve_config(nested)
+    # Check what was set now, naming the key as typed; the rest is the recipe's (checked with
+    # `Config.check` when the run starts).
+    for key, text in parsed:
+        path = _path(nested, method, key) if key != "method" else ["method"]
+        if path[0] in ("model", "model_args"):
+            check_model_args(config.model, config.model_args, argument=f"--set {key}")
+        elif path[0] != "method" and len(path) == 2 and path[0] in _METHOD_SECTIONS[method]:
+            _check_field(config, ".".join(path), key, source="--set ", text=text)
+    return config
 
 
 # The flat views of the earlier flat configs, derived from the sections (kept for callers that

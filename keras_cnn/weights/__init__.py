@@ -81,11 +81,40 @@ def named_weights(name):
     return tuple(tag for spec in FAMILY_WEIGHTS.values() for tag in spec.named_weights(name))
 
 
+def load_checkpoint(name, path, kwargs):
+    """Builds registry model `name` from a timm/torchvision checkpoint file given as `weights=`.
+
+    Args:
+        name: Registry name.
+        path: An existing `.safetensors` / `.pth` file.
+        kwargs: The user's other builder arguments.
+
+    Returns:
+        The model carrying the converted weights (`keras_cnn.weights.convert.convert_checkpoint`).
+
+    Raises:
+        ValueError: The family has no checkpoint converter (the message says what to do instead)
+            or the checkpoint does not fit.
+    """
+    from keras_cnn.weights.convert import convert_checkpoint
+    from keras_cnn.weights.families import CONVERTERS
+
+    family = get_model_info(name).family
+    if family not in CONVERTERS:
+        raise ValueError(
+            f"`weights` is a timm/torchvision checkpoint, which keras_cnn converts for the families "
+            f"{sorted(CONVERTERS)} only ({name!r} is a {family!r} model); pass a Keras weights file "
+            f"(.weights.h5 or .keras), received weights={path!r}"
+        )
+    return convert_checkpoint(name, path, **kwargs)
+
+
 class _RegistryProvider:
     """`keras_cnn.registry.NamedWeights`: what the registry asks of this package."""
 
     tags_for = staticmethod(named_weights)
     load_pretrained = staticmethod(load_pretrained)
+    load_checkpoint = staticmethod(load_checkpoint)
 
 
 set_named_weights(_RegistryProvider())

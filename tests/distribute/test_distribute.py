@@ -309,3 +309,40 @@ def test_use_replica_xla_refuses_custom_train_steps():
     inputs = keras.Input((4,))
     with pytest.raises(ValueError, match="train_step"):
         distribute.use_replica_xla(Custom(inputs, keras.layers.Dense(2)(inputs)))
+
+
+def _no_tpu_resolver(address):
+    # What TPUClusterResolver raised here for $TPU_NAME=my-tpu off Cloud (it looks the name up).
+    import urllib.error
+
+    raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+
+def test_tpu_name_without_a_tpu_is_one_clear_error(monkeypatch):
+    # Before: a 40-line traceback ending in urllib.error.URLError.
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    monkeypatch.delenv("KERAS_CNN_TPU", raising=False)
+    monkeypatch.setattr(strategy_module, "tpu_cluster_resolver", _no_tpu_resolver)
+    with pytest.raises(strategy_module.TPUUnavailableError,
+                       match=r"^no TPU reachable at \$TPU_NAME='my-tpu': URLError: .*Name or service not known.*"
+                             r"unset \$KERAS_CNN_TPU / \$TPU_NAME and pass tpu=None, or choose another `kind`"):
+        distribute.get_strategy()
+
+
+def test_cli_names_its_flags_for_tpu_errors(monkeypatch, tmp_path, capsys):
+    from keras_cnn import cli
+
+    monkeypatch.delenv("KERAS_CNN_TPU", raising=False)
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    output = tmp_path / "run"
+    assert cli.main(["train", "digits_quickstart", "--strategy", "tpu", "--output", str(output)]) == 2
+    assert capsys.readouterr().err == (
+        "keras-cnn train: error: --strategy tpu needs a TPU address: pass --tpu ('local' on a TPU VM) or set "
+        "$KERAS_CNN_TPU / $TPU_NAME; received --tpu unset\n")
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    monkeypatch.setattr(strategy_module, "tpu_cluster_resolver", _no_tpu_resolver)
+    assert cli.main(["train", "digits_quickstart", "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("keras-cnn train: error: no TPU reachable at $TPU_NAME='my-tpu'") and err.count("\n") == 1
+    assert "drop --tpu, or choose another --strategy (auto, multi_worker, mirrored, one_device)" in err
+    assert not output.exists()

@@ -168,3 +168,15 @@ def test_not_a_model_and_stray_builder_arguments_are_refused():
     model = keras_cnn.create_model("lenet5")
     with pytest.raises(ValueError, match=r"only accepted with a registry name.*\['classes'\]"):
         keras_cnn.feature_extractor(model, (2,), classes=3)
+
+
+def test_default_strides_are_the_levels_a_net_has():
+    # SqueezeNet has no stride-32 level: by default it gives strides 4, 8 and 16 (as timm's
+    # features_only gives a net's levels); asking for 32 is still an error listing the ones it has.
+    model = keras_cnn.create_model("squeezenet1_1", include_top=False, input_shape=(64, 64, 3))
+    assert list(keras_cnn.feature_layers(model)) == [4, 8, 16]
+    assert list(keras_cnn.feature_extractor(model).output) == ["P2", "P3", "P4"]
+    with pytest.raises(ValueError, match=r"no feature map at strides \[32\]"):
+        keras_cnn.feature_extractor(model, (4, 8, 16, 32))
+    lenet = keras_cnn.create_model("lenet5", include_top=False)
+    assert list(keras_cnn.feature_layers(lenet)) == [4]
