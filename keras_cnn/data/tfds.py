@@ -78,8 +78,8 @@ class DatasetInfo:
         # Exactly one source: a tfds name, an in-memory loader or an image folder.
         if sum(source is not None for source in (self.tfds_name, self.local_loader, self.directory)) != 1:
             raise ValueError(
-                f"DatasetInfo {self.name!r} needs exactly one of `tfds_name`, `local_loader` and `directory`, "
-                f"received tfds_name={self.tfds_name!r}, local_loader={self.local_loader!r}, "
+                f"DatasetInfo {self.name!r} needs exactly one of `tfds_name` and `local_loader` (or `directory`, "
+                f"an image folder), received tfds_name={self.tfds_name!r}, local_loader={self.local_loader!r}, "
                 f"directory={self.directory!r}")
         if self.class_names and len(self.class_names) != self.num_classes:
             raise ValueError(f"DatasetInfo {self.name!r}: {len(self.class_names)} class_names for "
