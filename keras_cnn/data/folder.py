@@ -114,8 +114,8 @@ def scan_folder(data_dir):
     """
     if data_dir is None or not isinstance(data_dir, (str, os.PathLike)) or not os.fspath(data_dir):
         raise ValueError(
-            "dataset='folder' reads the image folder given as data_dir (keras-cnn train --data-dir PATH), "
-            f"received data_dir={data_dir!r}")
+            "dataset='folder' reads the image folder given as data_dir (keras-cnn train --data-dir PATH; "
+            f"supervised recipes only), received data_dir={data_dir!r}")
     root = os.fspath(data_dir)
     if not tf.io.gfile.exists(root):
         raise ValueError(f"data_dir (--data-dir) for dataset='folder' does not exist: {root!r}")

@@ -83,7 +83,7 @@ def test_split_folders_layout_uses_train_and_test(tmp_path):
 
 
 @pytest.mark.parametrize("case, match", [
-    ("none", r"data_dir \(keras-cnn train --data-dir PATH\), received data_dir=None"),
+    ("none", r"data_dir \(keras-cnn train --data-dir PATH; supervised recipes only\), received data_dir=None"),
     ("missing", r"does not exist: '.*nowhere'"),
     ("empty", r"has no class subfolders"),
     ("one_class", r"single class folder 'zero'.*at least 2 classes"),
