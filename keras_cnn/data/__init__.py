@@ -8,6 +8,7 @@ class ids, or float32 one-hot labels with `one_hot=True`.
     from keras_cnn import data
     (x_train, y_train), (x_test, y_test) = data.load_digits()          # offline, embedded
     fashion = data.load_fashion_mnist()     # offline: apt-get install dataset-fashion-mnist
+    mine = data.load("folder", "train", data_dir="photos/")   # photos/<class>/*.jpg (data.folder)
     train = data.make_pipeline((x_train, y_train), training=True, batch_size=64, image_size=32,
                                num_classes=10, augment=data.augment_layers(randaugment=(2, 9)))
     cifar = data.make_pipeline(data.load("cifar10", "train", download=True), training=True,
@@ -21,6 +22,7 @@ from keras_cnn.data.color import IMAGENET_EIGVAL, IMAGENET_EIGVEC, ColorJitter, 
 from keras_cnn.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from keras_cnn.data.digits import load_digits
 from keras_cnn.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
+from keras_cnn.data.folder import FOLDER, load_folder, scan_folder
 from keras_cnn.data.pipeline import epoch_variable, make_pipeline
 from keras_cnn.data.preprocessing import (
     center_crop_resize,
@@ -49,6 +51,7 @@ __all__ = [
     "corruptions",
     "DATASETS",
     "FASHION_MNIST_CLASSES",
+    "FOLDER",
     "IMAGENET_EIGVAL",
     "IMAGENET_EIGVEC",
     "RANDAUGMENT_MAX_MAGNITUDE",
@@ -70,12 +73,14 @@ __all__ = [
     "load",
     "load_digits",
     "load_fashion_mnist",
+    "load_folder",
     "make_pipeline",
     "mixing_layers",
     "pad_crop",
     "preprocess_eval",
     "preprocess_train",
     "random_flip",
+    "scan_folder",
     "ssl_datasets",
     "train_labels",
 ]

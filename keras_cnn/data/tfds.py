@@ -54,6 +54,10 @@ class DatasetInfo:
         manual_download: How to get the data when tfds cannot download it (ImageNet), else `""`.
         local_loader: For rows without `tfds_name`, the key of `LOCAL_LOADERS` that returns the
             whole dataset as numpy arrays (`"digits"`, `"fashion_mnist"`), else `None`.
+        directory: For `dataset="folder"` (`keras_cnn.data.folder`), the user's image folder
+            the info was read from, else `None`.
+        class_names: The class names in label order (`results.json` records them for
+            `keras-cnn predict`), `()` where the table does not know them.
     """
 
     name: str
@@ -67,13 +71,19 @@ class DatasetInfo:
     eval_examples: int
     manual_download: str = ""
     local_loader: str | None = None
+    directory: str | None = None
+    class_names: tuple = ()
 
     def __post_init__(self):
-        # Exactly one source: a tfds name or an in-memory loader.
-        if (self.tfds_name is None) == (self.local_loader is None):
+        # Exactly one source: a tfds name, an in-memory loader or an image folder.
+        if sum(source is not None for source in (self.tfds_name, self.local_loader, self.directory)) != 1:
             raise ValueError(
-                f"DatasetInfo {self.name!r} needs exactly one of `tfds_name` and `local_loader`, received "
-                f"tfds_name={self.tfds_name!r}, local_loader={self.local_loader!r}")
+                f"DatasetInfo {self.name!r} needs exactly one of `tfds_name` and `local_loader` (or `directory`, "
+                f"an image folder), received tfds_name={self.tfds_name!r}, local_loader={self.local_loader!r}, "
+                f"directory={self.directory!r}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"DatasetInfo {self.name!r}: {len(self.class_names)} class_names for "
+                             f"num_classes={self.num_classes}")
         if self.local_loader is not None and self.local_loader not in LOCAL_LOADERS:
             raise ValueError(
                 f"`local_loader` must be one of {sorted(LOCAL_LOADERS)}, received local_loader={self.local_loader!r}")
@@ -107,22 +117,31 @@ _IMAGENET_MANUAL = (
     "<data_dir>/downloads/manual/, then load with download=True once to prepare it"
 )
 
+_DIGIT_NAMES = tuple("0123456789")
+# fashion_mnist.FASHION_MNIST_CLASSES (that module imports this one) and tfds' cifar10 label names.
+_FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                        "Ankle boot")
+_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
 DATASETS = {
     row.name: row
     for row in (
         # Served at 32 px by load_digits (the 8x8 originals upscaled), split 80/20.
-        DatasetInfo("digits", None, 10, 32, "none", "train", "test", 1437, 360, local_loader="digits"),
+        DatasetInfo("digits", None, 10, 32, "none", "train", "test", 1437, 360, local_loader="digits",
+                    class_names=_DIGIT_NAMES),
         # Read from its IDX files (Debian's dataset-fashion-mnist, or `data_dir`). "cifar" (pad-4
         # crop + flip) is the usual Fashion-MNIST augmentation: clothes are close enough to
         # left-right symmetric that a flip keeps the class, and the best entries of the zalando
         # benchmark train with random crop + flip.
         DatasetInfo("fashion_mnist", None, 10, 28, "cifar", "train", "test", 60_000, 10_000,
-                    local_loader="fashion_mnist"),
-        DatasetInfo("cifar10", "cifar10", 10, 32, "cifar", "train", "test", 50_000, 10_000),
+                    local_loader="fashion_mnist", class_names=_FASHION_MNIST_NAMES),
+        DatasetInfo("cifar10", "cifar10", 10, 32, "cifar", "train", "test", 50_000, 10_000,
+                    class_names=_CIFAR10_NAMES),
         DatasetInfo("cifar100", "cifar100", 100, 32, "cifar", "train", "test", 50_000, 10_000),
         # SVHN's papers (WRN, MPL) do not flip digits; "cifar" here is the pad-crop + flip of
         # the CIFAR recipes, which a recipe may replace.
-        DatasetInfo("svhn", "svhn_cropped", 10, 32, "cifar", "train", "test", 73_257, 26_032),
+        DatasetInfo("svhn", "svhn_cropped", 10, 32, "cifar", "train", "test", 73_257, 26_032,
+                    class_names=_DIGIT_NAMES),
         DatasetInfo("imagenet", "imagenet2012", 1000, 224, "imagenet", "train", "validation",
                     1_281_167, 50_000, manual_download=_IMAGENET_MANUAL),
         DatasetInfo("imagenette", "imagenette/full-size-v2", 10, 224, "imagenet", "train", "validation",
@@ -131,17 +150,23 @@ DATASETS = {
 }
 
 
-def get_dataset_info(name):
-    """The `DatasetInfo` row named `name`.
+def get_dataset_info(name, *, data_dir=None):
+    """The `DatasetInfo` row named `name`, or the info of the image folder `data_dir` for `"folder"`.
 
     Args:
-        name: A key of `DATASETS`.
+        name: A key of `DATASETS`, or `"folder"` (a user's image folder, `keras_cnn.data.folder`).
+        data_dir: For `"folder"`, the folder (its classes and counts are read from it);
+            ignored otherwise.
 
     Returns:
         The `DatasetInfo`.
     """
+    from keras_cnn.data.folder import FOLDER, folder_info
+
+    if name == FOLDER:
+        return folder_info(data_dir)
     if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"`name` must be one of {sorted(DATASETS)}, received name={name!r}")
+        raise ValueError(f"`name` must be one of {sorted(DATASETS) + [FOLDER]}, received name={name!r}")
     return DATASETS[name]
 
 
@@ -206,10 +231,12 @@ def load(name, split, *, data_dir=None, download=False, image_size=None, shuffle
     Fashion-MNIST) are replicated to RGB.
 
     Args:
-        name: A key of `DATASETS`.
+        name: A key of `DATASETS`, or `"folder"`: the image folder `data_dir` (class
+            subfolders; splits and their defaults in `keras_cnn.data.folder`).
         split: `"train"`, `"test"` / `"eval"` (the row's evaluation split) or any tfds split
             string such as `"train[:10%]"`.
         data_dir: tfds data directory (default: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`);
+            for `"folder"` the image folder;
             for `"fashion_mnist"` the directory holding its four IDX files (default:
             `$KERAS_CNN_FASHION_MNIST_DIR` or `/usr/share/datasets/fashion-mnist`); ignored
             for the digits.
@@ -226,6 +253,10 @@ def load(name, split, *, data_dir=None, download=False, image_size=None, shuffle
             the download failed (offline, or ImageNet's manual files are missing), or
             Fashion-MNIST's files are missing.
     """
+    from keras_cnn.data.folder import FOLDER, load_folder
+
+    if name == FOLDER:
+        return load_folder(data_dir, split)
     info = get_dataset_info(name)
     resolved = _resolve_split(info, split)
     if info.local_loader is not None:
@@ -267,9 +298,13 @@ def train_labels(name, *, data_dir=None, download=False):
     still read once: for ImageNet that is a full pass over the training files. In-memory rows
     return a copy of their label array (`data_dir` as for `load`).
     """
-    info = get_dataset_info(name)
+    info = get_dataset_info(name, data_dir=data_dir)
     if info.local_loader is not None:
         return np.array(local_arrays(name, data_dir=data_dir)[0][1], dtype="int32")
+    if info.directory is not None:
+        from keras_cnn.data.folder import folder_labels
+
+        return folder_labels(data_dir, "train")
     import tensorflow_datasets as tfds
 
     dataset = _tfds_dataset(info, info.train_split, data_dir=data_dir, download=download,

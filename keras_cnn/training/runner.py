@@ -228,7 +228,7 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
     Returns:
         The results dict (also written to `results.json`).
     """
-    info = data.get_dataset_info(cfg.data.dataset)
+    info = data.get_dataset_info(cfg.data.dataset, data_dir=data_dir)
     image_size = cfg.data.image_size or info.image_size
     precision = set_precision(strategy, cfg.run.precision)
     if cfg.optim.clipnorm is not None and strategy.num_replicas_in_sync > 1:
@@ -293,6 +293,8 @@ def train_supervised(cfg, paths, strategy, data_dir, verbose):
         "method": "supervised",
         "recipe_model": cfg.model,
         "dataset": info.name,
+        # Label i's name, for `keras-cnn predict` (a folder's sorted class subfolders).
+        **({"class_names": list(info.class_names)} if info.class_names else {}),
         "test_accuracy": float(scores["accuracy"]),
         "test_loss": float(scores["loss"]),
         **{f"test_{k}": float(v) for k, v in scores.items() if k not in ("accuracy", "loss")},
