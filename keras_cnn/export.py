@@ -269,8 +269,8 @@ def export(run_dir, format="tflite", *, quantize=None, output=None, data_dir=Non
 
     if format == "saved_model":
         model.export(output, verbose=False)
-        serve = tf.saved_model.load(output).serve
-        exported = np.concatenate([serve(tf.constant(images[i:i + _BATCH])).numpy()
+        loaded = tf.saved_model.load(output)  # held: `serve` alone does not keep the variables alive
+        exported = np.concatenate([loaded.serve(tf.constant(images[i:i + _BATCH])).numpy()
                                    for i in range(0, len(images), _BATCH)])
     else:
         representative = None
