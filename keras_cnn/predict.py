@@ -126,18 +126,23 @@ def _run_contract(run_dir):
 
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as file:
         cfg = resolve_config(json.load(file), source=f"{run_dir}/config.json ")
-    info = get_dataset_info(cfg.data.dataset)
-    preprocessing = info.preprocessing if cfg.data.preprocessing == "auto" else cfg.data.preprocessing
+    try:
+        info = get_dataset_info(cfg.data.dataset)
+    except ValueError:  # not a row of DATASETS (a user's image folder): the model gives the rest
+        info = None
+    auto = info.preprocessing if info is not None else "none"
+    preprocessing = auto if cfg.data.preprocessing == "auto" else cfg.data.preprocessing
     # A dataset without built-in names (e.g. a user's image folder) may write its own list.
     names_file = os.path.join(run_dir, "class_names.json")
     if os.path.isfile(names_file):
         with open(names_file, encoding="utf-8") as file:
-            names = tuple(json.load(file))
-    elif info.name in CLASS_NAMES:
+            names = tuple(str(name) for name in json.load(file))
+    elif info is not None and info.name in CLASS_NAMES:
         names = class_names(info.name)
     else:
-        names = tuple(str(i) for i in range(info.num_classes))
-    return cfg.data.image_size or info.image_size, preprocessing, cfg.data.crop_fraction, names
+        names = None  # the class ids
+    image_size = cfg.data.image_size or (info.image_size if info is not None else None)
+    return image_size, preprocessing, cfg.data.crop_fraction, names
 
 
 def load_predictor(model, *, class_names=None):
@@ -182,8 +187,11 @@ def load_predictor(model, *, class_names=None):
         contract = (side or DEFAULT_IMAGE_SIZE, "imagenet" if imagenet else "none", DEFAULT_CROP_FRACTION,
                     imagenet_class_names() if imagenet else tuple(str(i) for i in range(classes)))
     image_size, preprocessing, crop_fraction, names = contract
+    image_size = image_size or model.inputs[0].shape[1] or DEFAULT_IMAGE_SIZE
     if class_names is not None:
         names = tuple(str(name) for name in class_names)
+    elif names is None:
+        names = tuple(str(i) for i in range(classes))
     if len(names) != classes:
         raise ValueError(f"`class_names` must have one name per output ({classes}), received {len(names)} names")
     return Predictor(model, image_size, preprocessing, crop_fraction, names, source)
