@@ -12,6 +12,8 @@ calibrated on a representative dataset of the run's own training images (preproc
 evaluation), with float32 input and output kept so the exported model takes the same [0, 255]
 images and returns the same logits as `model.keras`.
 
+A run trained in mixed precision is exported from a float32 copy of its weights
+(`float32_model`: TFLite has no bfloat16 kernels), which is also what the check compares with.
 Every export is checked against the Keras model on held-out data, the run's test split
 (`Export.check`): fp32 max |logit difference| (absolute and relative to the largest logit),
 and for int8 the top-1 agreement with the Keras model and the accuracy on the real labels.
@@ -29,8 +31,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["FORMATS", "QUANTIZATIONS", "Export", "check_export", "convert_to_tflite", "export",
-           "held_out_data", "tflite_interpreter", "tflite_predict"]
+__all__ = ["FORMATS", "QUANTIZATIONS", "Export", "check_export", "convert_to_tflite", "export", "float32_model",
+           "format_check", "held_out_data", "tflite_interpreter", "tflite_predict"]
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = (None, "int8")
@@ -134,7 +136,39 @@ def convert_to_tflite(saved_model_dir, *, quantize=None, representative_images=N
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.float32
         converter.inference_output_type = tf.float32
-    return converter.convert()
+    try:
+        return converter.convert()
+    except Exception as error:  # noqa: BLE001  (the converter's MLIR dump is not actionable)
+        message = str(error).strip().splitlines()
+        raise ValueError(f"TFLite conversion of {os.fspath(saved_model_dir)!r} (quantize={quantize!r}) failed: "
+                         f"{message[0][:300] if message else type(error).__name__}") from None
+
+
+def float32_model(model):
+    """`model` itself if it computes in float32, else a float32 copy with the same weights.
+
+    A run trained under `mixed_bfloat16` / `mixed_float16` (the Fashion-MNIST recipe) saves
+    layers that compute in 16 bits; TFLite has no bfloat16 kernels (the conversion fails on
+    every `Conv2D`), and int8 calibration wants float32 activations. The variables are float32
+    under a mixed policy, so the copy holds exactly the trained weights.
+
+    Args:
+        model: A functional Keras model.
+
+    Returns:
+        A Keras model whose every layer computes in float32.
+    """
+    import keras
+
+    if all(getattr(layer, "compute_dtype", "float32") == "float32" for layer in model._flatten_layers()):
+        return model
+
+    def float32_layer(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=float32_layer)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _run_config(run_dir):
@@ -217,6 +251,8 @@ def format_check(check):
     if "export_accuracy" in check:
         text += (f", accuracy {100 * check['export_accuracy']:.2f} % "
                  f"(Keras model {100 * check['keras_accuracy']:.2f} %)")
+    if "reference" in check:
+        text += f"; compared with a {check['reference']}"
     return text
 
 
@@ -263,7 +299,8 @@ def export(run_dir, format="tflite", *, quantize=None, output=None, data_dir=Non
         raise ValueError(f"`run_dir` must be a finished run directory of `keras-cnn train` (model.keras and "
                          f"config.json), received run_dir={run_dir!r}")
     output = os.fspath(output) if output is not None else _default_output(run_dir, format, quantize)
-    model = keras.saving.load_model(model_path, compile=False)
+    trained = keras.saving.load_model(model_path, compile=False)
+    model = float32_model(trained)
     images, labels = held_out_data(run_dir, "test", count=check_examples, data_dir=data_dir)
     reference = np.concatenate([model.predict_on_batch(images[i:i + _BATCH]) for i in range(0, len(images), _BATCH)])
 
@@ -287,4 +324,6 @@ def export(run_dir, format="tflite", *, quantize=None, output=None, data_dir=Non
             file.write(flatbuffer)
         exported = tflite_predict(flatbuffer, images)
     check = check_export(reference, exported, images, labels, quantize=quantize)
+    if model is not trained:
+        check["reference"] = f"float32 copy of the {trained.dtype_policy.name} model"
     return Export(output, format, quantize, check)

@@ -106,3 +106,31 @@ def test_without_litert_tf_lite_runs_the_export(run_dir, held_out, tmp_path, mon
     assert type(interpreter).__module__.startswith("tensorflow")
     outputs = tflite_predict(interpreter, images[:32])
     assert np.max(np.abs(outputs - reference[:32])) / np.max(np.abs(reference)) <= 1e-5
+
+
+def test_a_mixed_bfloat16_model_converts_through_a_float32_copy():
+    """TFLite has no bfloat16 kernels: the Fashion-MNIST recipe's mixed_bfloat16 model fails as is."""
+    import tempfile
+
+    import keras_cnn
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = keras_cnn.create_model("resnet18", classes=10, input_shape=(16, 16, 3), classifier_activation=None,
+                                       stem="cifar", stem_pool=None, stem_width=8, planes=(8, 8, 8, 8))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    copy = export_module.float32_model(model)
+    assert copy is not model and {layer.compute_dtype for layer in copy.layers} == {"float32"}
+    assert export_module.float32_model(copy) is copy
+    for mine, theirs in zip(copy.weights, model.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    images = np.random.RandomState(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    with tempfile.TemporaryDirectory() as tmp:
+        model.export(os.path.join(tmp, "bf16"), verbose=False)
+        with pytest.raises(ValueError, match="TFLite conversion of .* failed"):
+            export_module.convert_to_tflite(os.path.join(tmp, "bf16"))
+        copy.export(os.path.join(tmp, "fp32"), verbose=False)
+        flatbuffer = export_module.convert_to_tflite(os.path.join(tmp, "fp32"))
+    reference = np.asarray(copy.predict(images, verbose=0))
+    assert np.max(np.abs(tflite_predict(flatbuffer, images) - reference)) <= 1e-5 * np.max(np.abs(reference))
