@@ -325,5 +325,6 @@ def export(run_dir, format="tflite", *, quantize=None, output=None, data_dir=Non
         exported = tflite_predict(flatbuffer, images)
     check = check_export(reference, exported, images, labels, quantize=quantize)
     if model is not trained:
-        check["reference"] = f"float32 copy of the {trained.dtype_policy.name} model"
+        policies = sorted({layer.dtype_policy.name for layer in trained.layers if layer.compute_dtype != "float32"})
+        check["reference"] = f"float32 copy of the {'/'.join(policies)} model"
     return Export(output, format, quantize, check)
