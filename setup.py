@@ -28,6 +28,8 @@ setup(
         "cv": ["keras-cv"],
         # LiteRT's TFLite interpreter (keras_cnn.export); without it tf.lite.Interpreter runs the model.
         "litert": ["ai-edge-litert"],
+        # `keras-cnn export --format onnx`: the converter (tf2onnx, onnx) and the runtime of its check.
+        "onnx": ["tf2onnx", "onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["keras-cnn=keras_cnn.cli:main"]},
     license="Apache-2.0",

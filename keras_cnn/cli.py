@@ -151,11 +151,12 @@ def build_parser():
 
     export = sub.add_parser("export", help="export a run as TFLite (fp32/int8) or SavedModel, checked on held-out data")
     export.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory of `keras-cnn train`")
-    export.add_argument("--format", default="tflite", choices=("tflite", "saved_model"), help="default tflite")
+    export.add_argument("--format", default="tflite", choices=("tflite", "saved_model", "onnx"),
+                        help="default tflite; onnx needs the `onnx` extra")
     export.add_argument("--quantize", default="none", choices=("none", "int8"),
                         help="int8: full-integer post-training quantization (tflite), calibrated on training images")
     export.add_argument("--output", default=None,
-                        help="output path (default RUN_DIR/model.tflite, model_int8.tflite or export/saved_model)")
+                        help="output path (default RUN_DIR/model.tflite, model_int8.tflite, model.onnx or export/saved_model)")
     export.add_argument("--data-dir", default=None, help="where the run's dataset is (as for `keras-cnn train`)")
     export.set_defaults(func=_export)
     return parser

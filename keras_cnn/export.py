@@ -20,7 +20,10 @@ and for int8 the top-1 agreement with the Keras model and the accuracy on the re
 
 The interpreter is LiteRT's (`ai_edge_litert`, `pip install keras_cnn[litert]`), the successor
 of `tf.lite.Interpreter`; without it `tf.lite.Interpreter` (deprecated in TF 2.20+, still
-shipped) runs the model. ONNX is not offered yet.
+shipped) runs the model.
+
+`format="onnx"` (the `onnx` extra: `pip install -e .[onnx]`, tf2onnx + onnx + onnxruntime)
+converts the model's SavedModel with tf2onnx (opset 17) and checks it with onnxruntime.
 """
 
 import dataclasses
@@ -32,9 +35,10 @@ import warnings
 import numpy as np
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "Export", "check_export", "convert_to_tflite", "export", "float32_model",
-           "format_check", "held_out_data", "tflite_interpreter", "tflite_predict"]
+           "format_check", "held_out_data", "convert_to_onnx", "onnx_predict", "tflite_interpreter", "tflite_predict"]
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
+ONNX_OPSET = 17
 QUANTIZATIONS = (None, "int8")
 REPRESENTATIVE_EXAMPLES = 256  # calibration images for int8 (TFLite's guidance: ~100-500)
 CHECK_EXAMPLES = 1000  # held-out images of the equivalence check
@@ -47,7 +51,7 @@ class Export:
 
     Attributes:
         path: The written file (`.tflite`) or directory (SavedModel).
-        format: `"saved_model"` or `"tflite"`.
+        format: `"saved_model"`, `"tflite"` or `"onnx"`.
         quantize: `None` or `"int8"`.
         check: The equivalence check against the Keras model (see `check_export`).
     """
@@ -171,6 +175,49 @@ def float32_model(model):
     return copy
 
 
+def _require_onnx():
+    import importlib.util
+
+    missing = [name for name in ("tf2onnx", "onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(f"format='onnx' needs the `onnx` extra (pip install keras_cnn[onnx]); missing: {missing}")
+
+
+def convert_to_onnx(saved_model_dir, output, *, opset=ONNX_OPSET):
+    """Converts a SavedModel to an ONNX file with tf2onnx (its command line, in a subprocess).
+
+    The command line reads the SavedModel with its variables frozen; tf2onnx's in-process
+    `from_function` leaves Keras 3 variables as extra graph inputs.
+
+    Args:
+        saved_model_dir: The SavedModel directory.
+        output: The `.onnx` path to write.
+        opset: The ONNX opset.
+    """
+    import subprocess
+    import sys
+
+    _require_onnx()
+    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", os.fspath(saved_model_dir),
+               "--output", os.fspath(output), "--opset", str(opset)]
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    if done.returncode != 0 or not os.path.isfile(output):
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        raise ValueError(f"ONNX conversion of {os.fspath(saved_model_dir)!r} failed: {lines[-1] if lines else done.returncode}")
+
+
+def onnx_predict(path, images, *, batch_size=_BATCH):
+    """Runs an ONNX model with onnxruntime (CPU) on a float32 batch of images; returns the outputs."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    images = np.asarray(images, dtype="float32")
+    return np.concatenate([session.run(None, {name: images[i:i + batch_size]})[0]
+                           for i in range(0, len(images), batch_size)])
+
+
 def _run_config(run_dir):
     from keras_cnn.training.config import resolve_config
 
@@ -259,6 +306,8 @@ def format_check(check):
 def _default_output(run_dir, format, quantize):
     if format == "saved_model":
         return os.path.join(run_dir, "export", "saved_model")
+    if format == "onnx":
+        return os.path.join(run_dir, "model.onnx")
     return os.path.join(run_dir, "model_int8.tflite" if quantize else "model.tflite")
 
 
@@ -268,11 +317,11 @@ def export(run_dir, format="tflite", *, quantize=None, output=None, data_dir=Non
 
     Args:
         run_dir: A finished run directory of `keras-cnn train` (`model.keras`, `config.json`).
-        format: `"tflite"` or `"saved_model"`.
+        format: `"tflite"`, `"saved_model"` or `"onnx"` (the `onnx` extra).
         quantize: `None` or `"int8"` (TFLite full-integer post-training quantization,
             calibrated on `representative_examples` training images).
         output: Where to write (default: `RUN_DIR/model.tflite`, `RUN_DIR/model_int8.tflite`,
-            `RUN_DIR/export/saved_model`).
+            `RUN_DIR/export/saved_model`, `RUN_DIR/model.onnx`).
         data_dir: Where the run's dataset is (as `keras-cnn train --data-dir`).
         representative_examples: Calibration images for int8.
         check_examples: Held-out images for the equivalence check.
@@ -298,6 +347,8 @@ def export(run_dir, format="tflite", *, quantize=None, output=None, data_dir=Non
     if not (os.path.isdir(run_dir) and cfg_exists and os.path.isfile(model_path)):
         raise ValueError(f"`run_dir` must be a finished run directory of `keras-cnn train` (model.keras and "
                          f"config.json), received run_dir={run_dir!r}")
+    if format == "onnx":
+        _require_onnx()
     output = os.fspath(output) if output is not None else _default_output(run_dir, format, quantize)
     trained = keras.saving.load_model(model_path, compile=False)
     model = float32_model(trained)
@@ -309,6 +360,12 @@ def export(run_dir, format="tflite", *, quantize=None, output=None, data_dir=Non
         loaded = tf.saved_model.load(output)  # held: `serve` alone does not keep the variables alive
         exported = np.concatenate([loaded.serve(tf.constant(images[i:i + _BATCH])).numpy()
                                    for i in range(0, len(images), _BATCH)])
+    elif format == "onnx":
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            model.export(os.path.join(tmp, "saved_model"), verbose=False)
+            convert_to_onnx(os.path.join(tmp, "saved_model"), output)
+        exported = onnx_predict(output, images)
     else:
         representative = None
         if quantize == "int8":

@@ -74,8 +74,8 @@ def test_saved_model_export_serves_the_same_logits(run_dir, tmp_path):
 
 
 def test_bad_arguments_name_the_value(run_dir, tmp_path):
-    with pytest.raises(ValueError, match="`format` must be one of.*received format='onnx'"):
-        export(run_dir, "onnx")
+    with pytest.raises(ValueError, match="`format` must be one of.*received format='coreml'"):
+        export(run_dir, "coreml")
     with pytest.raises(ValueError, match="`quantize` applies to format='tflite' only"):
         export(run_dir, "saved_model", quantize="int8")
     with pytest.raises(ValueError, match="`quantize` must be one of.*received quantize='int4'"):
@@ -134,3 +134,23 @@ def test_a_mixed_bfloat16_model_converts_through_a_float32_copy():
         flatbuffer = export_module.convert_to_tflite(os.path.join(tmp, "fp32"))
     reference = np.asarray(copy.predict(images, verbose=0))
     assert np.max(np.abs(tflite_predict(flatbuffer, images) - reference)) <= 1e-5 * np.max(np.abs(reference))
+
+
+def test_onnx_export_matches_the_keras_model(run_dir, held_out, tmp_path):
+    """The optional `onnx` extra (tf2onnx + onnxruntime); skipped where it is not installed."""
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    images, _, reference = held_out
+    result = export(run_dir, "onnx", output=str(tmp_path / "m.onnx"), check_examples=64)
+    outputs = export_module.onnx_predict(result.path, images[:64])
+    assert np.max(np.abs(outputs - reference[:64])) / np.max(np.abs(reference)) <= 1e-5
+    assert result.check["top1_agreement"] == 1.0 and result.check["max_rel_diff"] <= 1e-5
+
+
+def test_onnx_without_the_extra_says_how_to_get_it(run_dir, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    with pytest.raises(ValueError, match=r"needs the `onnx` extra.*missing: \['tf2onnx'\]"):
+        export(run_dir, "onnx")
