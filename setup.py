@@ -10,6 +10,8 @@ setup(
     # install as `keras_cnn.recipes`, so `keras-cnn train NAME` finds them after any install.
     packages=find_packages(include=["keras_cnn", "keras_cnn.*"]) + ["keras_cnn.recipes"],
     package_dir={"keras_cnn.recipes": "recipes"},
+    # ImageNet's class names, so `keras-cnn predict` names classes offline.
+    package_data={"keras_cnn.data": ["imagenet_classes.txt"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
@@ -26,6 +28,10 @@ setup(
         "cv": ["keras-cv"],
         # curves.png in a run directory (keras_cnn.training.run.plot_history); skipped without it.
         "plot": ["matplotlib"],
+        # LiteRT's TFLite interpreter (keras_cnn.export); without it tf.lite.Interpreter runs the model.
+        "litert": ["ai-edge-litert"],
+        # `keras-cnn export --format onnx`: the converter (tf2onnx, onnx) and the runtime of its check.
+        "onnx": ["tf2onnx", "onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["keras-cnn=keras_cnn.cli:main"]},
     license="Apache-2.0",

@@ -122,6 +122,34 @@ def _train(args):
         logger.propagate = saved[1]
 
 
+def _predict(args):
+    from keras_cnn.predict import format_predictions, load_predictor
+
+    try:
+        predictor = load_predictor(args.model)
+        predictions = predictor(args.images, top=args.top)
+    except ValueError as error:
+        print(f"keras-cnn predict: error: {error}", file=sys.stderr)
+        return 2
+    print(format_predictions(predictions))
+    return 0
+
+
+def _export(args):
+    from keras_cnn.export import export, format_check
+
+    quantize = None if args.quantize == "none" else args.quantize
+    try:
+        result = export(args.run_dir, args.format, quantize=quantize, output=args.output, data_dir=args.data_dir)
+    except ValueError as error:
+        print(f"keras-cnn export: error: {error}", file=sys.stderr)
+        return 2
+    kind = f"{result.format} ({result.quantize or 'float32'})"
+    print(f"exported {kind} to {result.path}")
+    print(format_check(result.check))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-cnn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,6 +182,24 @@ def build_parser():
     train.add_argument("--verbose", default="auto", type=lambda v: v if v == "auto" else int(v),
                        help="fit verbosity: auto (progress bar), 0, 1 or 2")
     train.set_defaults(func=_train)
+
+    predict = sub.add_parser("predict", help="top-k classes of image files with a run directory or a .keras model")
+    predict.add_argument("model", metavar="RUN_DIR_OR_MODEL",
+                         help="a run directory of `keras-cnn train` or a .keras file")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, GIF, BMP)")
+    predict.add_argument("--top", type=int, default=5, help="classes printed per image (default 5)")
+    predict.set_defaults(func=_predict)
+
+    export = sub.add_parser("export", help="export a run as TFLite (fp32/int8) or SavedModel, checked on held-out data")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory of `keras-cnn train`")
+    export.add_argument("--format", default="tflite", choices=("tflite", "saved_model", "onnx"),
+                        help="default tflite; onnx needs the `onnx` extra")
+    export.add_argument("--quantize", default="none", choices=("none", "int8"),
+                        help="int8: full-integer post-training quantization (tflite), calibrated on training images")
+    export.add_argument("--output", default=None,
+                        help="output path (default RUN_DIR/model.tflite, model_int8.tflite, model.onnx or export/saved_model)")
+    export.add_argument("--data-dir", default=None, help="where the run's dataset is (as for `keras-cnn train`)")
+    export.set_defaults(func=_export)
     return parser
 
 
