@@ -132,11 +132,15 @@ def _run_contract(run_dir):
         info = None
     auto = info.preprocessing if info is not None else "none"
     preprocessing = auto if cfg.data.preprocessing == "auto" else cfg.data.preprocessing
-    # A dataset without built-in names (e.g. a user's image folder) may write its own list.
-    names_file = os.path.join(run_dir, "class_names.json")
-    if os.path.isfile(names_file):
-        with open(names_file, encoding="utf-8") as file:
-            names = tuple(str(name) for name in json.load(file))
+    # The run's own list first: results.json records `class_names` (a user's image folder has no
+    # built-in names; its subfolders, sorted, are the classes).
+    recorded = None
+    results_file = os.path.join(run_dir, "results.json")
+    if os.path.isfile(results_file):
+        with open(results_file, encoding="utf-8") as file:
+            recorded = json.load(file).get("class_names")
+    if recorded:
+        names = tuple(str(name) for name in recorded)
     elif info is not None and info.name in CLASS_NAMES:
         names = class_names(info.name)
     else:

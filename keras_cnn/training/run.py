@@ -110,7 +110,9 @@ STAGES = ("mpl_student.weights.h5", "rounds", "frozen_phase")
 # only these aside and refuses one holding anything else. A job or command that writes a new
 # top-level file into a run directory adds its name here.
 RUN_ENTRIES = ("backup", "checkpoints", "history.csv", "logs", "config.json", "model.keras", "saved_model",
-               "results.json", "curves.png", "finetune_history.csv", *STAGES)
+               "results.json", "curves.png", "finetune_history.csv", *STAGES,
+               # `keras-cnn export`'s default outputs (keras_cnn.export).
+               "model.tflite", "model_int8.tflite", "model.onnx", "export")
 
 # Config keys a finished or partial run may be rerun with changed (`check_same_config`): they say
 # where data may come from and how often the backup is written, not what is trained.

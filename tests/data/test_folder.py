@@ -126,6 +126,10 @@ def test_trains_on_a_folder_through_the_api_and_records_class_names(digit_folder
 
     model = keras.saving.load_model(str(tmp_path / "run" / "model.keras"), safe_mode=True)
     assert model.output_shape == (None, 3)
+    # `keras-cnn predict RUN_DIR` names the folder's classes (from results.json).
+    from keras_cnn.predict import load_predictor
+
+    assert load_predictor(str(tmp_path / "run")).class_names == CLASSES
 
 
 @pytest.mark.slow
