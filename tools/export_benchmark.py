@@ -114,10 +114,24 @@ def build_engines(args):
     return engines, seconds
 
 
+def _set_tf_threads(threads):
+    """Gives TensorFlow `threads` intra-op threads (1 inter-op); returns the count in effect.
+
+    TensorFlow fixes its pools when it first runs an op: called from a process that already ran
+    one (a test, a notebook), the setting is kept, and the result records the count used.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        print(f"export_benchmark: TensorFlow is already initialised: its intra-op threads stay "
+              f"{tf.config.threading.get_intra_op_parallelism_threads() or 'the default'}", file=sys.stderr)
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
 def run(args):
     """Measures every engine and batch size; returns the result dict."""
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf_threads = _set_tf_threads(args.threads)
     engines, convert_seconds = build_engines(args)
     rng = np.random.RandomState(0)
     rows = []
@@ -132,7 +146,8 @@ def run(args):
             rows.append({"batch": batch, "engine": engine, "images_per_second": statistics.median(speeds[engine]),
                          "speedup_vs_tf_graph": statistics.median(ratios), "repeats": speeds[engine]})
     return {
-        "model": args.model, "size": args.size, "threads": args.threads, "steps": args.steps,
+        "model": args.model, "size": args.size, "threads": args.threads, "tf_intra_op_threads": tf_threads,
+        "steps": args.steps,
         "warmup": args.warmup, "repeats": args.repeats, "convert_seconds": convert_seconds,
         "machine": {"cpu": platform.processor() or platform.machine(), "logical_cores": os.cpu_count(),
                     "tensorflow": tf.__version__},
