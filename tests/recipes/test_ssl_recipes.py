@@ -206,7 +206,9 @@ SMOKE = {
 
 # As the supervised smoke runs (tests/recipes/test_recipes.py): digits_mpl traces its steps and
 # exports saved_model/, the full-size recipes run their few steps eagerly and skip the export.
-GRAPH_SMOKE = {"digits_mpl"}
+# mpl_imagenet_10pct stays traced: run eagerly, its student once evaluated to NaN after the one
+# finetuning step (1 of 3 runs under `pytest -n 2`, not reproduced alone; noted in issue 14).
+GRAPH_SMOKE = {"digits_mpl", "mpl_imagenet_10pct"}
 
 
 def _run(name, tmp_path, **overrides):
