@@ -81,7 +81,10 @@ def test_train_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path):
                "--set", "epochs=4"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     metadata = out / "backup" / "training_metadata.json"
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal: an xdist worker may ignore SIGINT, and a child inherits an ignored
+    # signal (Python then installs no KeyboardInterrupt handler), so the child gets the default back.
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 600
         while not metadata.exists() and proc.poll() is None and time.time() < deadline:
