@@ -170,3 +170,37 @@ def run_scenario(script, mode, timeout=300):
     assert done.returncode == 0 and results, done.stderr[-4000:]
     return json.loads(results[-1][len("RESULT "):])
 
+
+def signal_after_first_backup(proc, metadata, signum):
+    """Waits until a training subprocess has written its first backup (`metadata`, the backup's
+    training_metadata.json), lets it run 0.3 s into the next epoch, then sends it `signum`.
+
+    The caller waits for the process; it is killed here only if the wait for the backup fails.
+    """
+    import time
+
+    try:
+        deadline = time.time() + 600
+        while not metadata.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert metadata.exists(), "no backup was written"
+        time.sleep(0.3)  # into the second epoch
+        proc.send_signal(signum)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        raise
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_run(tmp_path_factory):
+    """A finished 3-epoch digits_quickstart run at width 8, trained as `keras-cnn train` does
+    (shared by the predict and export tests; they only read it, export adds its own files)."""
+    from keras_cnn.jobs import train
+    from keras_cnn.training.config import apply_overrides, load_recipe
+
+    config = apply_overrides(load_recipe("digits_quickstart"),
+                             ["epochs=3", "model_args.stem_width=8", "model_args.planes=(8, 16, 32, 64)"])
+    output = str(tmp_path_factory.mktemp("tiny_digits_run"))
+    train(config, output_dir=output, verbose=0)
+    return output

@@ -8,9 +8,9 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import signal_after_first_backup
 
 from keras_cnn import cli
 from keras_cnn.utils.model_table import format_markdown, table_rows
@@ -85,13 +85,8 @@ def test_train_ctrl_c_is_one_line_and_the_same_command_resumes(tmp_path):
     # signal (Python then installs no KeyboardInterrupt handler), so the child gets the default back.
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    signal_after_first_backup(proc, metadata, signal.SIGINT)
     try:
-        deadline = time.time() + 600
-        while not metadata.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert metadata.exists(), "no backup was written"
-        time.sleep(0.3)  # into the second epoch
-        proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -11,18 +11,11 @@ import pytest
 from keras_cnn import cli
 from keras_cnn import export as export_module
 from keras_cnn.export import export, held_out_data, tflite_predict
-from keras_cnn.jobs import train
-from keras_cnn.training.config import apply_overrides, load_recipe
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A finished (tiny) digits_quickstart run, trained as `keras-cnn train` does."""
-    config = apply_overrides(load_recipe("digits_quickstart"),
-                             ["epochs=3", "model_args.stem_width=8", "model_args.planes=(8, 16, 32, 64)"])
-    output = str(tmp_path_factory.mktemp("run"))
-    train(config, output_dir=output, verbose=0)
-    return output
+def run_dir(tiny_digits_run):
+    return tiny_digits_run
 
 
 @pytest.fixture(scope="module")

@@ -13,21 +13,14 @@ import keras_cnn
 from keras_cnn import cli
 from keras_cnn.data import load_digits
 from keras_cnn.data.class_names import DIGITS_CLASSES, imagenet_class_names
-from keras_cnn.jobs import train
 from keras_cnn.predict import load_predictor, predict
-from keras_cnn.training.config import apply_overrides, load_recipe
 
 SIZE = 16  # the quickstart's digits size
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A finished (tiny) digits_quickstart run, trained as `keras-cnn train` does."""
-    config = apply_overrides(load_recipe("digits_quickstart"),
-                             ["epochs=2", "model_args.stem_width=8", "model_args.planes=(8, 16, 32, 64)"])
-    output = str(tmp_path_factory.mktemp("run"))
-    train(config, output_dir=output, verbose=0)
-    return output
+def run_dir(tiny_digits_run):
+    return tiny_digits_run
 
 
 def _softmax(logits):

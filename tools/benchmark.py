@@ -50,6 +50,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_cnn  # noqa: E402
 from keras_cnn.utils import count_macs  # noqa: E402
+from keras_cnn.utils.argtypes import parse_positive_int  # noqa: E402
 
 IMPLS = ("keras_cnn", "keras.applications")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -96,17 +97,6 @@ def parse_list(text, allowed, argument):
     return list(dict.fromkeys(items))
 
 
-def positive_int(text, argument):
-    """Parses a flag that must be a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"`{argument}` must be a positive integer, received {argument}={text!r}")
-    return value
-
-
 def parse_args(argv=None):
     """Parses and validates the command line (bad values raise `ValueError`)."""
     parser = argparse.ArgumentParser(
@@ -133,7 +123,7 @@ def parse_args(argv=None):
     args.xla = parse_list(args.xla, XLA_CHOICES, "--xla")
     args.modes = parse_list(args.modes, MODES, "--modes")
     for name in ("size", "batch", "steps", "warmup", "repeats", "gemm_size"):
-        setattr(args, name, positive_int(getattr(args, name), "--" + name.replace("_", "-")))
+        setattr(args, name, parse_positive_int(getattr(args, name), "--" + name.replace("_", "-")))
     if args.size < 32:
         raise ValueError(f"`--size` must be at least 32 (the models' minimum), received --size={args.size}")
     return args

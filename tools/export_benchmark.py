@@ -35,18 +35,9 @@ import tensorflow as tf  # noqa: E402
 
 import keras_cnn  # noqa: E402
 from keras_cnn.export import convert_to_tflite, tflite_interpreter  # noqa: E402
+from keras_cnn.utils.argtypes import parse_positive_int  # noqa: E402
 
 ENGINES = ("tf_graph", "tflite_fp32", "tflite_int8")
-
-
-def _positive_int(text, argument):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"`{argument}` must be a positive integer, received {argument}={text!r}")
-    return value
 
 
 def parse_args(argv=None):
@@ -63,8 +54,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=None, help="also write <out>.json and <out>.md")
     args = parser.parse_args(argv)
     for name in ("size", "threads", "steps", "warmup", "repeats", "calibration"):
-        setattr(args, name, _positive_int(getattr(args, name), name))
-    args.batches = [_positive_int(item, "batches") for item in args.batches.split(",") if item.strip()]
+        setattr(args, name, parse_positive_int(getattr(args, name), name))
+    args.batches = [parse_positive_int(item, "batches") for item in args.batches.split(",") if item.strip()]
     if not args.batches:
         raise ValueError(f"`batches` must list positive integers, received batches={args.batches!r}")
     return args

@@ -60,3 +60,25 @@ def name_value(text):
         return name.strip(), ast.literal_eval(value.strip())
     except (ValueError, SyntaxError):
         return name.strip(), value.strip()
+
+
+def parse_positive_int(text, argument):
+    """Parses a flag that must be a positive integer, for tools that check after argparse.
+
+    Args:
+        text: The flag's string.
+        argument: The flag's name, for the message.
+
+    Returns:
+        The integer.
+
+    Raises:
+        ValueError: `text` is not an integer >= 1 (the message names `argument` and `text`).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"`{argument}` must be a positive integer, received {argument}={text!r}")
+    return value

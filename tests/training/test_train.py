@@ -5,12 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import keras
 import numpy as np
 import pytest
+from conftest import signal_after_first_backup
 
 from keras_cnn import cli
 
@@ -68,13 +68,8 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     metadata = run / "backup" / "training_metadata.json"
     victim = subprocess.Popen(_command("--output", str(run), *args), env=_env(), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
+    signal_after_first_backup(victim, metadata, signal.SIGKILL)
     try:
-        deadline = time.time() + 600
-        while not metadata.exists() and victim.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert metadata.exists(), "no backup was written"
-        time.sleep(0.3)  # into the second epoch
-        victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=60)
     finally:
         if victim.poll() is None:
