@@ -25,6 +25,9 @@ __all__ = [
 DIGITS_CLASSES = tuple(str(digit) for digit in range(10))
 # tfds svhn_cropped maps the original label 10 (digit "0") to class 0.
 SVHN_CLASSES = DIGITS_CLASSES
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # The fine labels, alphabetical (tfds' `label` feature of cifar100).
 CIFAR100_CLASSES = (
@@ -68,16 +71,10 @@ def imagenet_class_names(short=True):
     return tuple(lemmas.split(", ")[0] if short else lemmas for _, lemmas in _imagenet_rows())
 
 
-def _fashion_mnist():
-    from keras_cnn.data.fashion_mnist import FASHION_MNIST_CLASSES
-
-    return FASHION_MNIST_CLASSES
-
-
 # Dataset name (a key of `DATASETS`) -> a callable returning its class names.
 CLASS_NAMES = {
     "digits": lambda: DIGITS_CLASSES,
-    "fashion_mnist": _fashion_mnist,
+    "fashion_mnist": lambda: FASHION_MNIST_CLASSES,
     "cifar10": lambda: CIFAR10_CLASSES,
     "cifar100": lambda: CIFAR100_CLASSES,
     "svhn": lambda: SVHN_CLASSES,

@@ -17,6 +17,7 @@ import zlib
 
 import numpy as np
 
+from keras_cnn.data.class_names import FASHION_MNIST_CLASSES
 from keras_cnn.data.tfds import DatasetUnavailableError
 
 __all__ = [
@@ -28,9 +29,6 @@ __all__ = [
     "load_fashion_mnist",
 ]
 
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
 FASHION_MNIST_DIR_ENV = "KERAS_CNN_FASHION_MNIST_DIR"
 # Where Debian's `dataset-fashion-mnist` installs the files.
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"

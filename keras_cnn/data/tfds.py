@@ -15,6 +15,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn.data import class_names as names
 from keras_cnn.data.digits import load_digits
 
 __all__ = [
@@ -117,31 +118,26 @@ _IMAGENET_MANUAL = (
     "<data_dir>/downloads/manual/, then load with download=True once to prepare it"
 )
 
-_DIGIT_NAMES = tuple("0123456789")
-# fashion_mnist.FASHION_MNIST_CLASSES (that module imports this one) and tfds' cifar10 label names.
-_FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                        "Ankle boot")
-_CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
 DATASETS = {
     row.name: row
     for row in (
         # Served at 32 px by load_digits (the 8x8 originals upscaled), split 80/20.
         DatasetInfo("digits", None, 10, 32, "none", "train", "test", 1437, 360, local_loader="digits",
-                    class_names=_DIGIT_NAMES),
+                    class_names=names.DIGITS_CLASSES),
         # Read from its IDX files (Debian's dataset-fashion-mnist, or `data_dir`). "cifar" (pad-4
         # crop + flip) is the usual Fashion-MNIST augmentation: clothes are close enough to
         # left-right symmetric that a flip keeps the class, and the best entries of the zalando
         # benchmark train with random crop + flip.
         DatasetInfo("fashion_mnist", None, 10, 28, "cifar", "train", "test", 60_000, 10_000,
-                    local_loader="fashion_mnist", class_names=_FASHION_MNIST_NAMES),
+                    local_loader="fashion_mnist", class_names=names.FASHION_MNIST_CLASSES),
         DatasetInfo("cifar10", "cifar10", 10, 32, "cifar", "train", "test", 50_000, 10_000,
-                    class_names=_CIFAR10_NAMES),
-        DatasetInfo("cifar100", "cifar100", 100, 32, "cifar", "train", "test", 50_000, 10_000),
+                    class_names=names.CIFAR10_CLASSES),
+        DatasetInfo("cifar100", "cifar100", 100, 32, "cifar", "train", "test", 50_000, 10_000,
+                    class_names=names.CIFAR100_CLASSES),
         # SVHN's papers (WRN, MPL) do not flip digits; "cifar" here is the pad-crop + flip of
         # the CIFAR recipes, which a recipe may replace.
         DatasetInfo("svhn", "svhn_cropped", 10, 32, "cifar", "train", "test", 73_257, 26_032,
-                    class_names=_DIGIT_NAMES),
+                    class_names=names.SVHN_CLASSES),
         DatasetInfo("imagenet", "imagenet2012", 1000, 224, "imagenet", "train", "validation",
                     1_281_167, 50_000, manual_download=_IMAGENET_MANUAL),
         DatasetInfo("imagenette", "imagenette/full-size-v2", 10, 224, "imagenet", "train", "validation",
