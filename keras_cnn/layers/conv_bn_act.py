@@ -2,6 +2,8 @@
 
 from keras import layers
 
+from keras_cnn.layers.batch_norm import BatchNormalization
+
 # torchvision/timm initialise convolutions with Kaiming-normal over fan-out; matching it keeps
 # the training recipes' learning rates meaningful across the two ecosystems.
 CONV_INITIALIZER = {
@@ -97,7 +99,7 @@ def conv_bn_act(
         name=f"{name}_conv",
     )(x)
     if norm:
-        x = layers.BatchNormalization(
+        x = BatchNormalization(
             momentum=bn_momentum,
             epsilon=bn_epsilon,
             gamma_initializer="zeros" if zero_gamma else "ones",

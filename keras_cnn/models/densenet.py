@@ -16,7 +16,7 @@ import numbers
 
 from keras import layers
 
-from keras_cnn.layers import conv_bn_act
+from keras_cnn.layers import BatchNormalization, conv_bn_act
 from keras_cnn.layers.conv_bn_act import BN_EPSILON, BN_MOMENTUM
 from keras_cnn.models.base import (
     build_classifier,
@@ -136,7 +136,7 @@ VARIANTS = [
 
 
 def _bn_relu(x, name):
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -275,7 +275,7 @@ def DenseNet(
             if stage - 1 < len(block_config):
                 x = transition(x, compression, drop_rate=drop_rate, name=f"pool{stage}")
         # Pre-activation layers leave the last block's output un-normalised.
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="bn")(x)
+        x = BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name="bn")(x)
         return layers.Activation("relu", name="relu")(x)
 
     return build_classifier(features, min_size=min_size, dropout=dropout, **head)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import keras
 from keras import layers
 
-from keras_cnn.layers import DropPath, conv_bn_act, make_divisible, squeeze_excite
+from keras_cnn.layers import BatchNormalization, DropPath, conv_bn_act, make_divisible, squeeze_excite
 from keras_cnn.layers.conv_bn_act import CONV_INITIALIZER, pad_and_conv_padding
 from keras_cnn.models.base import (
     build_classifier,
@@ -217,7 +217,7 @@ def mbconv_block(
     # A DepthwiseConv2D (not a grouped Conv2D) keeps keras.applications' kernel layout.
     x = layers.DepthwiseConv2D(kernel_size, strides=strides, padding=conv_padding, use_bias=False,
                                depthwise_initializer=CONV_INITIALIZER, name=f"{name}_dwconv")(x)
-    x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_bn")(x)
+    x = BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_bn")(x)
     x = layers.Activation(activation, name=f"{name}_activation")(x)
     if se_ratio:
         # The SE width follows the block's input, not its expanded width.

@@ -13,7 +13,7 @@ TensorFlow padding, BN epsilon/momentum; both use ReLU6 (the paper draws plain R
 
 from keras import layers
 
-from keras_cnn.layers import conv_bn_act, make_divisible
+from keras_cnn.layers import BatchNormalization, conv_bn_act, make_divisible
 from keras_cnn.layers.conv_bn_act import BN_EPSILON, BN_MOMENTUM, CONV_INITIALIZER, pad_and_conv_padding
 from keras_cnn.models.base import (
     build_classifier,
@@ -114,7 +114,7 @@ def depthwise_bn_act(x, *, strides, depth_multiplier, padding, activation, bn_mo
         depthwise_initializer=CONV_INITIALIZER,
         name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_bn")(x)
+    x = BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_bn")(x)
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 

@@ -15,7 +15,7 @@ Every name is a row of `VARIANTS`; the tweaks are flags of `ResNet` and of the o
 
 from keras import layers
 
-from keras_cnn.layers import DropPath, conv_bn_act, make_divisible, squeeze_excite
+from keras_cnn.layers import BatchNormalization, DropPath, conv_bn_act, make_divisible, squeeze_excite
 from keras_cnn.layers.conv_bn_act import BN_EPSILON, BN_MOMENTUM
 from keras_cnn.models.base import (
     build_classifier,
@@ -281,7 +281,7 @@ def residual_block(
 
     branch = x
     if preact:
-        branch = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_preact_bn")(x)
+        branch = BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_preact_bn")(x)
         branch = layers.Activation(activation, name=f"{name}_preact_relu")(branch)
 
     if x.shape[-1] != out_channels or (stride != 1 and not preact):
@@ -520,7 +520,7 @@ def ResNet(
                 )
                 index += 1
         if preact:
-            x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name="post_bn")(x)
+            x = BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name="post_bn")(x)
             x = layers.Activation(activation, name="post_relu")(x)
         return x
 
