@@ -45,7 +45,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         if self._fused_training(inputs, training, mask):
-            from keras_cnn.layers.batch_norm_tf import fused_batch_norm_training
+            from keras_cnn.layers.tf_kernels import fused_batch_norm_training
 
             return fused_batch_norm_training(self, inputs)
         return super().call(inputs, training=training, mask=mask)

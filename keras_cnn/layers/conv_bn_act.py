@@ -3,6 +3,7 @@
 from keras import layers
 
 from keras_cnn.layers.batch_norm import BatchNormalization
+from keras_cnn.layers.grouped_conv import GroupedConv2D
 
 # torchvision/timm initialise convolutions with Kaiming-normal over fan-out; matching it keeps
 # the training recipes' learning rates meaningful across the two ecosystems.
@@ -87,7 +88,9 @@ def conv_bn_act(
         Output tensor.
     """
     x, conv_padding = pad_and_conv_padding(x, kernel_size, strides, dilation, padding, name)
-    x = layers.Conv2D(
+    # Keras' Conv2D detours grouped convolutions through XLA on TensorFlow (slow on CPU).
+    conv = GroupedConv2D if groups > 1 else layers.Conv2D
+    x = conv(
         filters,
         kernel_size,
         strides=strides,

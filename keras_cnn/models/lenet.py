@@ -14,6 +14,7 @@ layer of Euclidean RBF units, and C3 sees only some S2 maps (Table I, 1,516 inst
 import keras
 from keras import layers, ops
 
+from keras_cnn.layers import GroupedConv2D
 from keras_cnn.models.alexnet import fully_connected_top
 from keras_cnn.models.base import (
     build_classifier,
@@ -103,7 +104,7 @@ def sparse_conv(x, table, *, activation, name):
     for index, run in enumerate(runs, start=1):
         gathered = ChannelGather([c for maps in run for c in maps],
                                  name=f"{name}_{index}_gather")(x)
-        outputs.append(layers.Conv2D(len(run), KERNEL, groups=len(run),
+        outputs.append(GroupedConv2D(len(run), KERNEL, groups=len(run),
                                      name=f"{name}_{index}_conv")(gathered))
     x = layers.Concatenate(name=f"{name}_concat")(outputs) if len(outputs) > 1 else outputs[0]
     return layers.Activation(activation, name=f"{name}_{activation}")(x)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_cnn
-from keras_cnn.layers import BatchNormalization, batch_norm_tf
+from keras_cnn.layers import BatchNormalization, tf_kernels
 
 CASES = [
     ("float32", (4, 5, 6, 7), {}, 2e-5),
@@ -45,8 +45,8 @@ def test_fused_training_step_equals_keras_layer(policy, shape, kwargs, tol, grap
             layer.gamma.assign(gamma)
             layer.beta.assign(beta)
         step = tf.function(_step) if graph else _step
-        with unittest.mock.patch.object(batch_norm_tf, "fused_batch_norm_training",
-                                        wraps=batch_norm_tf.fused_batch_norm_training) as fused:
+        with unittest.mock.patch.object(tf_kernels, "fused_batch_norm_training",
+                                        wraps=tf_kernels.fused_batch_norm_training) as fused:
             for _ in range(2):  # the second step starts from updated moving statistics
                 y, grads = step(layer, x, upstream)
         assert fused.called == (cls is BatchNormalization)
@@ -74,7 +74,7 @@ def test_other_cases_are_keras_own_computation(case):
         layer = cls(**kwargs)
         layer.trainable = case != "frozen"
         layers.append(layer)
-    with unittest.mock.patch.object(batch_norm_tf, "fused_batch_norm_training") as fused:
+    with unittest.mock.patch.object(tf_kernels, "fused_batch_norm_training") as fused:
         outputs = [layer(x, **call) for layer in layers]
     fused.assert_not_called()
     np.testing.assert_array_equal(outputs[0], outputs[1])
