@@ -5,7 +5,7 @@ compete for the same cores, so tools/benchmark.py runs this script with a python
 torch and timm (no TensorFlow) and talks to it over JSON lines on stdin/stdout:
 
     {"cmd": "build", "key": K, "timm": "resnet50", "size": 224, "batch": 16, "classes": 1000}
-        -> {"key": K, "params": N}
+        -> {"key": K, "params": N}          # as Keras counts: BatchNorm statistics included
     {"cmd": "run", "key": K, "mode": "train" | "inference", "steps": N}
         -> {"wall": seconds, "cpu": seconds}      # time.perf_counter / time.process_time
     {"cmd": "free", "key": K}  -> {"ok": true}
@@ -67,7 +67,9 @@ class Runner:
         mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
         std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
         self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
-        self.params = sum(p.numel() for p in self.model.parameters())
+        # Counted as Keras counts: BatchNorm's moving mean and variance included.
+        self.params = sum(p.numel() for p in self.model.parameters()) + sum(
+            b.numel() for b in self.model.buffers() if b.is_floating_point())
 
     def normalised(self):
         """The batch as the model expects it (part of every timed step)."""
