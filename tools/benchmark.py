@@ -30,7 +30,7 @@ run goes on without the timm column and says why.
     python tools/benchmark.py                                  # 224 px, batch 32, everything
     python tools/benchmark.py --size 128 --batch 16 --steps 2 --repeats 3 --markdown
     python tools/benchmark.py --models resnet50 --precision float32 --xla off
-    KERAS_CNN_TORCH_PYTHON=/path/to/torch-venv/bin/python python tools/benchmark.py \
+    KERAS_CNN_TORCH_PYTHON=/path/to/torch-venv/bin/python python tools/benchmark.py \\
         --precision float32 --xla off --models resnet50,densenet121,efficientnetb0 --size 224 --batch 16
 
 Pairs: keras.applications' `ResNet50` is ResNet v1 (stride on the first 1x1 conv), so it is
@@ -61,6 +61,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -284,10 +285,13 @@ class TorchWorker:
         except OSError as error:
             self.stderr.close()
             raise WorkerError(f"cannot run --torch-python={python!r} ({error})") from None
-        self.info = self.receive()
-        if not self.info.get("ready"):
+        try:
+            self.info = self.receive()
+            if not self.info.get("ready"):
+                raise WorkerError(self.info.get("error") or f"the torch worker said {self.info!r}")
+        except WorkerError:
             self.close()
-            raise WorkerError(self.info.get("error") or f"the torch worker said {self.info!r}")
+            raise
 
     def receive(self):
         """The worker's next JSON line (raises `WorkerError` if it died or wrote something else)."""
@@ -407,9 +411,9 @@ class Side:
     """
 
     impl: str
-    run: object
+    run: Callable[[str, int], tuple[float, float]]
     info: dict
-    close: object = None
+    close: Callable[[], object] | None = None
 
 
 def keras_side(impl, pair, precision, xla, args, data):
@@ -697,7 +701,8 @@ def format_markdown(result):
             "normalise them inside the timed step (keras_cnn inside the model, timm with one "
             "elementwise op to its mean/std). CPU-time ratio vs timm: TensorFlow's process CPU "
             "time against the torch worker's process CPU time. MFU timm uses the twin's FLOPs "
-            "(the same network's), counted on the keras_cnn graph. timm runs float32 only.",
+            "(the same network's), counted on the keras_cnn graph. timm runs float32 only, measured afresh beside each "
+            "XLA setting of the Keras sides.",
         ]
     if result["defaults"]:
         lines += [
@@ -835,8 +840,11 @@ def run_with(args, log, run_start, worker, torch_info):
         pair = PAIRS[model_key]
         for precision in args.precision:
             for xla in args.xla:
-                others = [f"keras.applications.{pair.applications}"] * bool(pair.applications)
-                others += [f"timm {pair.timm} (twin {pair.twin})"] * bool(worker and pair.timm)
+                others = []
+                if pair.applications:
+                    others.append(f"keras.applications.{pair.applications}")
+                if worker and pair.timm:
+                    others.append(f"timm {pair.timm} (twin {pair.twin})")
                 log(f"{model_key} ({pair.keras_cnn} vs {', '.join(others) or 'nothing'}), {precision}, XLA {xla}")
                 measurements = measure_config(pair, precision, xla, args, data, log, worker)
                 for m in measurements:

@@ -100,6 +100,7 @@ def test_smoke_run_writes_json_csv_markdown(tool, tmp_path, capsys, monkeypatch)
     (["--batch", "0"], "--batch"),
     (["--steps", "two"], "--steps"),
     (["--size", "16"], "--size"),
+    (["--threads", "0"], "--threads"),
 ])
 def test_bad_flags_name_the_flag_and_value(tool, argv, argument):
     with pytest.raises(ValueError, match=argument) as info:
@@ -308,10 +309,13 @@ def torch_python():
 
 
 @pytest.mark.slow
-def test_real_timm_side(tool, tmp_path):
+def test_real_timm_side(tool, tmp_path, monkeypatch):
     python = torch_python()
     if python is None:
         pytest.skip("KERAS_CNN_TORCH_PYTHON is not set to a python that imports torch and timm")
+    # The real pair less its keras.applications side (the other tests cover it): half the tracing.
+    pair = tool.PAIRS["efficientnetb0"]
+    monkeypatch.setitem(tool.PAIRS, "efficientnetb0", tool.Pair(pair.keras_cnn, timm=pair.timm))
     out = tmp_path / "latest"
     status = tool.main([
         "--models", "efficientnetb0", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
@@ -325,7 +329,7 @@ def test_real_timm_side(tool, tmp_path):
     assert (torch["threads"], torch["interop_threads"], torch["omp_num_threads"], torch["omp_wait_policy"]) == (
         2, 1, "2", "PASSIVE")
     by = {(m["impl"], m["mode"]): m for m in result["measurements"]}
-    assert set(by) == {(impl, mode) for impl in ("keras_cnn", "keras.applications", "timm")
+    assert set(by) == {(impl, mode) for impl in ("keras_cnn", "timm")
                        for mode in ("inference", "train")}
     # The same network: timm's efficientnet_b0 has keras_cnn's parameters (BatchNorm statistics included).
     assert by[("timm", "train")]["params"] == by[("keras_cnn", "train")]["params"]
