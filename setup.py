@@ -32,6 +32,8 @@ setup(
         "litert": ["ai-edge-litert"],
         # `keras-cnn export --format onnx`: the converter (tf2onnx, onnx) and the runtime of its check.
         "onnx": ["tf2onnx", "onnx", "onnxruntime"],
+        # tools/benchmark.py's timm column (tools/torch_worker.py), best in a venv without TensorFlow.
+        "bench-torch": ["torch", "timm"],
     },
     entry_points={"console_scripts": ["keras-cnn=keras_cnn.cli:main"]},
     license="Apache-2.0",
