@@ -121,8 +121,22 @@ PAIRS = {
     ),
     "densenet121": Pair("densenet121", "DenseNet121", timm="densenet121"),
     "efficientnetb0": Pair("efficientnet_b0", "EfficientNetB0", timm="efficientnet_b0"),
-    # Not in the default run (the issue's three are); small enough for a quick check.
-    "mobilenet": Pair("mobilenet", "MobileNet"),
+    # Not in the default run (the issue's three are): one network per other family that timm
+    # has, for the "every family at its default size" sweep (inception_v3: --size 299).
+    "mobilenet": Pair(
+        "mobilenet", "MobileNet", timm="mobilenetv1_100", timm_twin="mobilenetv1_100",
+        note="timm's mobilenetv1_100 is keras_cnn's mobilenetv1_100 (timm's layout of the same "
+        "MobileNet v1), timed as a side of its own",
+    ),
+    "resnext50": Pair("resnext50_32x4d", timm="resnext50_32x4d"),
+    "seresnet50": Pair("seresnet50", timm="seresnet50"),
+    "wide_resnet50": Pair("wide_resnet50_2", timm="wide_resnet50_2"),
+    "vgg16": Pair("vgg16", "VGG16", timm="vgg16"),
+    "inception_v3": Pair(
+        "inception_v3", "InceptionV3", timm="inception_v3",
+        note="keras_cnn's inception_v3 computes its auxiliary classifier in training (< 1 % of "
+        "the FLOPs); timm's and keras.applications' do not",
+    ),
 }
 DEFAULT_MODELS = ("resnet50", "densenet121", "efficientnetb0")
 

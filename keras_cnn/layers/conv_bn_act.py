@@ -2,6 +2,7 @@
 
 from keras import layers
 
+from keras_cnn.layers import activations
 from keras_cnn.layers.batch_norm import BatchNormalization
 from keras_cnn.layers.grouped_conv import GroupedConv2D
 
@@ -110,5 +111,5 @@ def conv_bn_act(
         )(x)
     if activation is not None:
         act_name = activation if isinstance(activation, str) else "act"
-        x = layers.Activation(activation, name=f"{name}_{act_name}")(x)
+        x = layers.Activation(activations.get(activation), name=f"{name}_{act_name}")(x)
     return x

@@ -18,7 +18,14 @@ from typing import NamedTuple
 import keras
 from keras import layers
 
-from keras_cnn.layers import BatchNormalization, DropPath, conv_bn_act, make_divisible, squeeze_excite
+from keras_cnn.layers import (
+    BatchNormalization,
+    DropPath,
+    activations,
+    conv_bn_act,
+    make_divisible,
+    squeeze_excite,
+)
 from keras_cnn.layers.conv_bn_act import CONV_INITIALIZER, pad_and_conv_padding
 from keras_cnn.models.base import (
     build_classifier,
@@ -218,7 +225,7 @@ def mbconv_block(
     x = layers.DepthwiseConv2D(kernel_size, strides=strides, padding=conv_padding, use_bias=False,
                                depthwise_initializer=CONV_INITIALIZER, name=f"{name}_dwconv")(x)
     x = BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, name=f"{name}_bn")(x)
-    x = layers.Activation(activation, name=f"{name}_activation")(x)
+    x = layers.Activation(activations.get(activation), name=f"{name}_activation")(x)
     if se_ratio:
         # The SE width follows the block's input, not its expanded width.
         x = squeeze_excite(x, max(1, int(filters_in * se_ratio)), activation=activation,
