@@ -19,6 +19,16 @@ def tool():
 
 
 
+def tiny_run_args(models, out, *, repeats, threads, torch_python):
+    """The command line of a tiny (32 px, one step) benchmark run with a timm side."""
+    return [
+        "--models", models, "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
+        "--repeats", str(repeats), "--precision", "float32", "--xla", "off", "--gemm-size", "128",
+        "--threads", str(threads), "--torch-python", torch_python, "--out", str(out), "--markdown",
+    ]
+
+
+
 def test_smoke_run_writes_json_csv_markdown(tool, tmp_path, capsys, monkeypatch):
     # The timm side's worker runs under this interpreter, as when the variable is not set.
     monkeypatch.delenv(tool.TORCH_PYTHON_ENV, raising=False)
@@ -184,11 +194,7 @@ def test_timm_column_from_a_fake_worker(tool, tmp_path, capsys, monkeypatch):
         "tiny_twin": tool.Pair("lenet5", timm="fake_squeezenet", timm_twin="squeezenet1_1"),
     })
     out = tmp_path / "latest"
-    status = tool.main([
-        "--models", "tiny,tiny_twin", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
-        "--repeats", "2", "--precision", "float32", "--xla", "off", "--gemm-size", "128",
-        "--threads", "1", "--torch-python", python, "--out", str(out), "--markdown",
-    ])
+    status = tool.main(tiny_run_args("tiny,tiny_twin", out, repeats=2, threads=1, torch_python=python))
     assert status == 0
     result = json.loads(out.with_suffix(".json").read_text())
     assert result["torch"] == {
@@ -317,11 +323,7 @@ def test_real_timm_side(tool, tmp_path, monkeypatch):
     pair = tool.PAIRS["efficientnetb0"]
     monkeypatch.setitem(tool.PAIRS, "efficientnetb0", tool.Pair(pair.keras_cnn, timm=pair.timm))
     out = tmp_path / "latest"
-    status = tool.main([
-        "--models", "efficientnetb0", "--size", "32", "--batch", "2", "--steps", "1", "--warmup", "1",
-        "--repeats", "1", "--precision", "float32", "--xla", "off", "--gemm-size", "128",
-        "--threads", "2", "--torch-python", python, "--out", str(out), "--markdown",
-    ])
+    status = tool.main(tiny_run_args("efficientnetb0", out, repeats=1, threads=2, torch_python=python))
     assert status == 0
     result = json.loads(out.with_suffix(".json").read_text())
     torch = result["torch"]
