@@ -89,6 +89,18 @@ MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in LARGE_MODELS | SLOW_IN
           for n in ALL_MODELS]
 
 
+def keras_paths_with_a_faster_twin(model):
+    """Layers of `model` built with Keras' own batch norm, grouped conv or SiLU, where
+    keras_cnn.layers has a same-result, faster-training version (README "Benchmark")."""
+    slow = []
+    for layer in model._flatten_layers(include_self=False):
+        if type(layer) is keras.layers.BatchNormalization or (
+                type(layer) is keras.layers.Conv2D and layer.groups > 1) or (
+                getattr(layer, "activation", None) is keras.activations.silu):
+            slow.append(layer.name)
+    return slow
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_gradients_and_keras_round_trip(name, tmp_path):
     """Output shape, finite outputs, a gradient for every weight, and a `.keras` file that
@@ -97,6 +109,7 @@ def test_forward_gradients_and_keras_round_trip(name, tmp_path):
     # Stochastic depth is on wherever the family has it (residual families).
     extra = {"drop_path_rate": 0.1} if accepts(name, "drop_path_rate") else {}
     model = keras_cnn.create_model(name, input_shape=(size, size, 3), classes=TEST_CLASSES, **extra)
+    assert not keras_paths_with_a_faster_twin(model)
     # Six samples: DropPath (rate <= 0.1) then drops a block for all of them with
     # probability <= 1e-6, so every weight really gets a gradient.
     batch = 6

@@ -623,6 +623,13 @@ def number(value, spec):
     return "–" if value is None else format(value, spec)
 
 
+def ratio_cell(row, prefix):
+    """A Markdown ratio cell, `**median** [min, max]`, or a dash where it was not measured."""
+    if row[prefix] is None:
+        return "–"
+    return f"**{row[prefix]:.2f}** [{row[f'{prefix}_min']:.2f}, {row[f'{prefix}_max']:.2f}]"
+
+
 def has_timm(comparisons):
     """Whether any row has a timm measurement (else the timm columns are left out)."""
     return any(r.get("timm_images_per_s") is not None for r in comparisons)
@@ -684,20 +691,16 @@ def format_markdown(result):
     ]
     for r in result["comparisons"]:
         xla = r["xla"] + ("" if r["keras_cnn_xla_effective"] == (r["xla"] == "on") else " (fell back)")
-        ratio = "–" if r["ratio"] is None else (
-            f"**{r['ratio']:.2f}** [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]")
         line = (
             f"| {r['model']} | {r['precision']} | {xla} | {r['mode']} "
             f"| {r['keras_cnn_images_per_s']:.2f} | {number(r['keras_applications_images_per_s'], '.2f')} "
-            f"| {ratio} | {number(r['ratio_cpu_time'], '.2f')} "
+            f"| {ratio_cell(r, 'ratio')} | {number(r['ratio_cpu_time'], '.2f')} "
             f"| {number(r['keras_cnn_mfu'], '.1%')} | {number(r['keras_applications_mfu'], '.1%')} |"
         )
         if timm:
-            ratio_timm = "–" if r["ratio_timm"] is None else (
-                f"**{r['ratio_timm']:.2f}** [{r['ratio_timm_min']:.2f}, {r['ratio_timm_max']:.2f}]")
             line += (
                 f" {number(r['timm_twin_images_per_s'], '.2f')} | {number(r['timm_images_per_s'], '.2f')} "
-                f"| {ratio_timm} | {number(r['ratio_timm_cpu_time'], '.2f')} | {number(r['timm_mfu'], '.1%')} |"
+                f"| {ratio_cell(r, 'ratio_timm')} | {number(r['ratio_timm_cpu_time'], '.2f')} | {number(r['timm_mfu'], '.1%')} |"
             )
         lines.append(line)
     lines += [

@@ -23,7 +23,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
     step is TensorFlow's `FusedBatchNormV3` kernel (oneDNN on CPU, cuDNN on GPU) and its fused
     gradient, in the input's dtype with float32 statistics. On the 2-core CPU of issue 16 that
     makes a 224 px training step 1.29x (ResNet-50), 1.58x (EfficientNet-B0) and 1.29x
-    (DenseNet-121) faster in float32 (`tools/benchmark.py`).
+    (DenseNet-121) faster in float32 (README "Benchmark", the profile table).
 
     The fused path is taken when training a trainable layer on TensorFlow with a
     channels-last 4-D or 5-D input of a floating dtype, without `mask`, `renorm` or

@@ -7,6 +7,7 @@ MBConv blocks all call this same function through their `se_ratio` arguments.
 
 from keras import layers
 
+from keras_cnn.layers import activations
 from keras_cnn.layers.conv_bn_act import CONV_INITIALIZER
 
 
@@ -44,7 +45,7 @@ def squeeze_excite(x, reduced_filters, *, activation="relu", gate="sigmoid", nam
     s = layers.Conv2D(
         reduced_filters,
         1,
-        activation=activation,
+        activation=activations.get(activation),
         kernel_initializer=CONV_INITIALIZER,
         name=f"{name}_reduce",
     )(s)

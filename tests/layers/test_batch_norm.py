@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras_cnn
 from keras_cnn.layers import BatchNormalization, tf_kernels
 
 CASES = [
@@ -93,9 +92,3 @@ def test_saves_and_loads_with_safe_mode(tmp_path):
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(a, b)
 
-
-def test_every_model_normalises_with_the_fused_layer():
-    for name in ("resnet18", "efficientnet_b0", "densenet121", "mobilenet", "inception_v3", "resnet50v2"):
-        model = keras_cnn.create_model(name, weights=None, input_shape=(96, 96, 3), classes=10)
-        norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-        assert norms and all(type(layer) is BatchNormalization for layer in norms), name
