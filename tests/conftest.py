@@ -1,6 +1,8 @@
 import gc
+import gzip
 import inspect
 import os
+import pathlib
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -141,6 +143,44 @@ def load_tool(name):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# --- synthetic Fashion-MNIST IDX files (the loader's and the tools' tests) ---
+
+
+def fashion_mnist_idx(array, magic):
+    """`array` as an IDX file: the magic number, the dimensions, then the uint8 data."""
+    header = int(magic).to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.asarray(array, np.uint8).tobytes()
+
+
+def synthetic_fashion_mnist(count, offset):
+    """`count` 28x28 images with distinct known pixels, and labels cycling through 0..9."""
+    pixels = np.arange(28 * 28).reshape(28, 28)
+    images = np.stack([(pixels + 7 * (i + offset)) % 256 for i in range(count)]).astype(np.uint8)
+    return images, (np.arange(count) % 10).astype(np.uint8)
+
+
+def write_fashion_mnist(directory, *, gz=True, num_train=20, num_test=10, replace=None):
+    """Fashion-MNIST's four IDX files in `directory` (two training and one test image per class by
+    default, distinct known pixels); `replace` maps a file stem to raw bytes written instead."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = synthetic_fashion_mnist(num_train, 0)
+    x_test, y_test = synthetic_fashion_mnist(num_test, 1000)
+    contents = {
+        "train-images-idx3-ubyte": fashion_mnist_idx(x_train, 2051),
+        "train-labels-idx1-ubyte": fashion_mnist_idx(y_train, 2049),
+        "t10k-images-idx3-ubyte": fashion_mnist_idx(x_test, 2051),
+        "t10k-labels-idx1-ubyte": fashion_mnist_idx(y_test, 2049),
+    }
+    contents.update(replace or {})
+    for stem, payload in contents.items():
+        if gz:
+            (directory / f"{stem}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (directory / stem).write_bytes(payload)
+    return (x_train, y_train), (x_test, y_test)
 
 
 def positive_finite(value):

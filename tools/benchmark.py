@@ -25,7 +25,10 @@ fight in one process. It gets `torch.set_num_threads(--threads)`, one inter-op t
 TensorFlow runs); TensorFlow gets `--threads` intra-op threads. A training step there is
 `zero_grad`, forward, `cross_entropy`, backward, `SGD(lr=1e-3, momentum=0.9).step()`;
 inference runs under `torch.inference_mode()`. Without torch/timm (or with `--no-torch`) the
-run goes on without the timm column and says why.
+run goes on without the timm column and says why. For the families timm has no model of, the
+column's PyTorch model is torchvision's (AlexNet, GoogLeNet with its auxiliary classifiers,
+SqueezeNet 1.0; torchvision must be installed beside torch) or, for LeNet-5, the same network in
+plain torch: `--models alexnet,googlenet,squeezenet` at 224 px, `--models lenet5 --size 32`.
 
     python tools/benchmark.py                                  # 224 px, batch 32, everything
     python tools/benchmark.py --size 128 --batch 16 --steps 2 --repeats 3 --markdown
@@ -56,6 +59,7 @@ import math
 import os
 import pathlib
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -136,6 +140,22 @@ PAIRS = {
         "inception_v3", "InceptionV3", timm="inception_v3",
         note="keras_cnn's inception_v3 computes its auxiliary classifier in training (< 1 % of "
         "the FLOPs); timm's and keras.applications' do not",
+    ),
+    # Families timm has no model of: the PyTorch side is torchvision's (or, for LeNet-5, the
+    # same network in plain torch); the column keeps the name "timm".
+    "alexnet": Pair("alexnet", timm="torchvision:alexnet",
+                    note="AlexNet's PyTorch side is torchvision's alexnet (timm has none)"),
+    "googlenet": Pair(
+        "googlenet", timm="torchvision:googlenet",
+        note="GoogLeNet's PyTorch side is torchvision's googlenet (timm has none), with aux_logits: "
+        "both sides train the two auxiliary classifiers (loss weight 0.3 each)",
+    ),
+    "squeezenet": Pair("squeezenet1_0", timm="torchvision:squeezenet1_0",
+                       note="SqueezeNet's PyTorch side is torchvision's squeezenet1_0 (timm has none)"),
+    "lenet5": Pair(
+        "lenet5", timm="torch:lenet5",
+        note="LeNet-5's PyTorch side is the same network in plain torch (tools/torch_worker.py; neither "
+        "timm nor torchvision has one); its default size is 32 px (--size 32)",
     ),
 }
 DEFAULT_MODELS = ("resnet50", "densenet121", "efficientnetb0")
@@ -358,7 +378,8 @@ def start_torch(args, log):
         log(f"no timm column: {reason}")
         return None, {"available": False, "reason": reason, "python": args.torch_python}
     info = {key: value for key, value in worker.info.items() if key != "ready"}
-    log(f"timm side: torch {info['torch']}, timm {info['timm']}, {info['threads']} threads, "
+    log(f"timm side: torch {info['torch']}, timm {info['timm']}, torchvision {info.get('torchvision')}, "
+        f"{info['threads']} threads, "
         f"OMP_WAIT_POLICY={info['omp_wait_policy']} ({info['python']})")
     return worker, {"available": True, "reason": None, **info}
 
@@ -619,8 +640,17 @@ def default_rows(comparisons):
 
 
 def number(value, spec):
-    """`value` formatted with `spec`, or a dash where a side was not measured."""
-    return "–" if value is None else format(value, spec)
+    """`value` formatted with `spec`, or a dash (padded to the spec's width, so text columns stay
+    aligned) where a side was not measured."""
+    if value is not None:
+        return format(value, spec)
+    width = re.match(r"[<>^=]?(\d*)", spec).group(1)
+    return format("–", f">{width}") if width else "–"
+
+
+def span(row, prefix):
+    """`[min, max]` of a ratio's repeats (dashes where it was not measured)."""
+    return f"[{number(row[f'{prefix}_min'], '.2f')}, {number(row[f'{prefix}_max'], '.2f')}]"
 
 
 def ratio_cell(row, prefix):
@@ -639,23 +669,23 @@ def format_text(comparisons):
     """A fixed-width table for the terminal."""
     timm = has_timm(comparisons)
     header = (f"{'model':<15}{'precision':<16}{'xla':<5}{'mode':<10}{'keras_cnn/s':>12}"
-              f"{'k.apps/s':>11}{'ratio':>8}{'  [min, max]':<16}{'cpu-t':>6}{'MFU kc':>8}{'MFU ka':>8}")
+              f"{'k.apps/s':>11}{'ratio':>8}{'  [min, max]':<18}{'cpu-t':>6}{'MFU kc':>8}{'MFU ka':>8}")
     if timm:
-        header += f"{'twin/s':>10}{'timm/s':>10}{'twin/timm':>10}{'  [min, max]':<16}{'cpu-t':>6}{'MFU tm':>8}"
+        header += f"{'twin/s':>10}{'timm/s':>10}{'twin/timm':>10}{'  [min, max]':<18}{'cpu-t':>6}{'MFU tm':>8}"
     lines = [header, "-" * len(header)]
     for r in comparisons:
         line = (
             f"{r['model']:<15}{r['precision']:<16}{r['xla']:<5}{r['mode']:<10}"
             f"{r['keras_cnn_images_per_s']:>12.2f}{number(r['keras_applications_images_per_s'], '>11.2f')}"
-            f"{number(r['ratio'], '>8.3f')}  [{number(r['ratio_min'], '.2f')}, {number(r['ratio_max'], '.2f')}]  "
+            f"{number(r['ratio'], '>8.3f')}  {span(r, 'ratio'):<14}  "
             f"{number(r['ratio_cpu_time'], '>6.2f')}{number(r['keras_cnn_mfu'], '>8.1%')}"
             f"{number(r['keras_applications_mfu'], '>8.1%')}"
         )
         if timm:
             line += (
                 f"{number(r['timm_twin_images_per_s'], '>10.2f')}{number(r['timm_images_per_s'], '>10.2f')}"
-                f"{number(r['ratio_timm'], '>10.3f')}  [{number(r['ratio_timm_min'], '.2f')}, "
-                f"{number(r['ratio_timm_max'], '.2f')}]  {number(r['ratio_timm_cpu_time'], '>6.2f')}"
+                f"{number(r['ratio_timm'], '>10.3f')}  {span(r, 'ratio_timm'):<14}  "
+                f"{number(r['ratio_timm_cpu_time'], '>6.2f')}"
                 f"{number(r['timm_mfu'], '>8.1%')}"
             )
         lines.append(line)
@@ -669,7 +699,8 @@ def format_markdown(result):
     if torch["available"]:
         threads = (
             f"Threads: TensorFlow {m['intra_op_threads']} intra-op; the timm side runs in its own "
-            f"process (torch {torch['torch']}, timm {torch['timm']}, channels_last) with "
+            f"process (torch {torch['torch']}, timm {torch['timm']}, torchvision {torch.get('torchvision')}, "
+            f"channels_last) with "
             f"{torch['threads']} intra-op / {torch['interop_threads']} inter-op threads, "
             f"OMP_NUM_THREADS={torch['omp_num_threads']}, OMP_WAIT_POLICY={torch['omp_wait_policy']} "
             "(its idle OpenMP threads sleep while TensorFlow runs)."

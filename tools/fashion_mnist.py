@@ -8,11 +8,20 @@ the 10,000 test images; `epoch_seconds` / `train_seconds` are the training steps
 validation excluded) and `results.json` it reports the final test accuracy, the training time,
 and the time to the first epoch at or above `--target` (93 %) test accuracy.
 
+`--baseline` also trains the same network the way a plain keras.applications user would (issue
+16's time-to-accuracy comparison): Keras' own layers (`plain_keras_copy`: keras_cnn's fused
+`BatchNormalization` and `GroupedConv2D` swapped back for `keras.layers`'), none of the recipe's
+tricks (no zero-γ, warmup, cosine, label smoothing, weight decay or augmentation), float32, and
+`model.fit`'s defaults: `compile(optimizer="adam")` (learning rate 1e-3), batch 32, shuffled,
+for `--baseline-epochs` epochs, validated on the test set after each; its training time excludes
+validation, as the recipe's `train_seconds` does. With `--run`, only the baseline is trained.
+
 Public reference (github.com/zalandoresearch/fashion-mnist, README "Benchmark", test accuracy of
 submitted models, training budgets not comparable): `REFERENCE`.
 
     python tools/fashion_mnist.py --json benchmarks/fashion_mnist.json --markdown benchmarks/fashion_mnist.md
     python tools/fashion_mnist.py --run runs/fashion_mnist_resnet18 --markdown /dev/stdout
+    python tools/fashion_mnist.py --baseline --json benchmarks/fashion_mnist.json --markdown benchmarks/fashion_mnist.md
 """
 
 import argparse
@@ -25,6 +34,9 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from keras_cnn.utils.argtypes import positive_int  # noqa: E402
 
@@ -48,6 +60,9 @@ def parse_args(argv):
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     parser.add_argument("--data-dir", help="directory of the four Fashion-MNIST files (default: Debian's)")
     parser.add_argument("--target", type=float, default=0.93, help="test accuracy for the time-to-accuracy figure")
+    parser.add_argument("--baseline", action="store_true",
+                        help="also train the plain Keras baseline (Keras' layers, Adam, batch 32, float32, no tricks)")
+    parser.add_argument("--baseline-epochs", type=positive_int, default=12, help="the baseline's epochs")
     parser.add_argument("--json", help="write the results as JSON here")
     parser.add_argument("--markdown", help="write the markdown table here")
     args = parser.parse_args(argv)
@@ -115,6 +130,104 @@ def train_runs(args):
     return directories
 
 
+def plain_keras_copy(model):
+    """`model`'s architecture, freshly initialised, with Keras' own layers in place of keras_cnn's:
+    `keras.layers.BatchNormalization` for keras_cnn's fused one, `keras.layers.Conv2D` for
+    `GroupedConv2D`, `keras.layers.Dropout` with a per-sample noise shape for `DropPath` (as
+    keras.applications' EfficientNet drops paths), and Keras' `"silu"` for keras_cnn's (same
+    configs, same computation). Layers Keras has no counterpart of (`LocalResponseNormalization`)
+    stay keras_cnn's.
+
+    Args:
+        model: A keras_cnn functional model.
+
+    Returns:
+        A new `keras.Model` whose layers are all Keras' own classes.
+    """
+    from keras_cnn.layers.activations import silu
+    from keras_cnn.layers.batch_norm import BatchNormalization
+    from keras_cnn.layers.drop_path import DropPath
+    from keras_cnn.layers.grouped_conv import GroupedConv2D
+
+    swaps = {BatchNormalization: keras.layers.BatchNormalization, GroupedConv2D: keras.layers.Conv2D}
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, DropPath):
+            rank = len(layer.input.shape)
+            return keras.layers.Dropout(layer.rate, noise_shape=(None,) + (1,) * (rank - 1), seed=layer.seed,
+                                        name=layer.name)
+        if getattr(layer, "activation", None) is silu:
+            config["activation"] = "silu"
+        return swaps.get(type(layer), type(layer)).from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Records each epoch's training-step seconds (validation excluded), cumulative training
+    seconds and logs, as the rows of a run's `history.csv`."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self._start, self._steps = [], None, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._steps = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        if self._start is not None and self._steps is None:
+            self._steps = time.perf_counter() - self._start
+
+    def on_epoch_end(self, epoch, logs=None):
+        steps = self._steps if self._steps is not None else time.perf_counter() - self._start
+        total = (self.rows[-1]["train_seconds"] if self.rows else 0.0) + steps
+        self.rows.append({"epoch": epoch, "epoch_seconds": steps, "train_seconds": total,
+                          **{k: float(v) for k, v in (logs or {}).items()}})
+
+
+def train_baseline(args):
+    """Trains the plain Keras baseline of `args.recipe`'s network (module docstring) and summarises
+    it as `summarise_run` does a recipe run."""
+    from keras_cnn.data import load_fashion_mnist
+    from keras_cnn.registry import create_model
+    from keras_cnn.training import config as config_lib
+
+    cfg = config_lib.resolve_config(config_lib.apply_overrides(config_lib.load_recipe(args.recipe), args.set))
+    model_args = {k: v for k, v in cfg.model_args.items() if k != "zero_gamma"}  # a trick, not the network
+    keras.config.set_dtype_policy("float32")  # the recipe run before it leaves its own policy set
+    keras.utils.set_random_seed(0)
+    (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data_dir)
+    size = x_train.shape[1]
+    model = plain_keras_copy(create_model(cfg.model, classes=10, input_shape=(size, size, 3), **model_args))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = StepTimer()
+    model.fit(np.asarray(x_train, "float32"), y_train, epochs=args.baseline_epochs,
+              validation_data=(np.asarray(x_test, "float32"), y_test), callbacks=[timer], verbose=2)
+    history = timer.rows
+    reached = time_to_accuracy(history, args.target)
+    final = history[-1]
+    return {
+        "run": "baseline",
+        "recipe_model": cfg.model,
+        "test_accuracy": final["val_accuracy"],
+        "best_test_accuracy": max(row["val_accuracy"] for row in history),
+        "test_loss": final["val_loss"],
+        "epochs": args.baseline_epochs,
+        "train_seconds": final["train_seconds"],
+        "steps_seconds": final["train_seconds"],
+        "target": args.target,
+        "target_epoch": reached[0] if reached else None,
+        "target_seconds": reached[1] if reached else None,
+        "val_accuracy": [row["val_accuracy"] for row in history],
+        "epoch_seconds": [row["epoch_seconds"] for row in history],
+        "precision": "float32",
+        "config": {"model": cfg.model, "model_args": model_args, "epochs": args.baseline_epochs, "batch_size": 32,
+                   "optimizer": "adam", "learning_rate": 1e-3, "precision": "float32", "seed": 0,
+                   "layers": "keras.layers (plain_keras_copy)"},
+    }
+
+
 def _stats(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -126,7 +239,7 @@ def _stats(values):
 def run(args):
     directories = args.run or train_runs(args)
     runs = [summarise_run(d, args.target) for d in directories]
-    return {
+    result = {
         "recipe": args.recipe if not args.run else sorted({r["recipe_model"] for r in runs}),
         "target": args.target,
         "runs": runs,
@@ -137,6 +250,9 @@ def run(args):
         "reference": [{"model": m, "test_accuracy": a} for m, a in REFERENCE],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
+    if args.baseline:
+        result["baseline"] = train_baseline(args)
+    return result
 
 
 def markdown(result):
@@ -152,6 +268,13 @@ def markdown(result):
         lines.append(f"| keras_cnn `{r['recipe_model']}` {r['config']['model_args'].get('planes', '')}, "
                      f"{r['epochs']} epochs, seed {r['config']['seed']} (this machine) | "
                      f"{100 * r['test_accuracy']:.2f} | {steps} | {r['train_seconds'] / 60:.1f} | {reached} |")
+    baseline = result.get("baseline")
+    if baseline:
+        reached = ("not reached" if baseline["target_seconds"] is None
+                   else f"{baseline['target_seconds'] / 60:.1f} (epoch {baseline['target_epoch']})")
+        lines.append(f"| plain Keras baseline: same network, Keras' layers, Adam 1e-3, batch 32, float32, no "
+                     f"tricks, {baseline['epochs']} epochs (best epoch {100 * baseline['best_test_accuracy']:.2f}) | "
+                     f"{100 * baseline['test_accuracy']:.2f} | {baseline['steps_seconds'] / 60:.1f} | | {reached} |")
     for model, accuracy in REFERENCE:
         lines.append(f"| {model} (public benchmark table) | {accuracy:.1f} | | | |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""The timm (PyTorch) side of tools/benchmark.py, in its own process.
+"""The PyTorch side of tools/benchmark.py (timm, or torchvision where timm lacks the family), in its
+own process.
 
 TensorFlow and PyTorch each keep a pool of intra-op threads; in one process the two pools
 compete for the same cores, so tools/benchmark.py runs this script with a python that has
@@ -11,7 +12,13 @@ torch and timm (no TensorFlow) and talks to it over JSON lines on stdin/stdout:
     {"cmd": "free", "key": K}  -> {"ok": true}
     {"cmd": "quit"}            -> {"ok": true}, then exits
 
-On start it writes one line, `{"ready": true, "torch": ..., "timm": ..., "threads": ...}` or
+`"timm"` names a timm model, or `"torchvision:NAME"` (a `torchvision.models` builder: alexnet,
+googlenet, squeezenet1_0, ...; GoogLeNet with its two auxiliary classifiers, which train with
+weight 0.3 each, as keras_cnn's) or `"torch:lenet5"` (LeNet-5 as keras_cnn builds it: tanh,
+average pooling, fully connected C3), for the families timm has no model of.
+
+On start it writes one line, `{"ready": true, "torch": ..., "timm": ..., "torchvision": ...,
+"threads": ...}` (torchvision `null` when it is not installed) or
 `{"ready": false, "error": ...}` when torch or timm cannot be imported; a failed command answers
 `{"error": ...}`. The parent starts it with `OMP_NUM_THREADS=T` and `OMP_WAIT_POLICY=PASSIVE`:
 passive, so its OpenMP threads sleep instead of spinning while the TensorFlow side runs.
@@ -32,6 +39,37 @@ import os
 import sys
 import time
 
+# GoogLeNet's auxiliary losses, as keras_cnn's GoogLeNet weights them in `fit` (Szegedy et al. 2015).
+AUX_LOSS_WEIGHT = 0.3
+
+
+def lenet5(torch, classes, channels=3):
+    """LeNet-5 as `keras_cnn.LeNet5` builds it (62,006 parameters for 3 channels, 10 classes)."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(channels, 6, 5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Flatten(),
+        nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, classes),
+    )
+
+
+def build_model(torch, timm, name, classes):
+    """The PyTorch model `name` names (module docstring), randomly initialised, and its
+    normalisation `(mean, std)` (timm's `pretrained_cfg`, else ImageNet's)."""
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    if name == "torch:lenet5":
+        return lenet5(torch, classes), imagenet
+    if name.startswith("torchvision:"):
+        import torchvision
+
+        arch = name.split(":", 1)[1]
+        extra = {"aux_logits": True, "init_weights": True} if arch == "googlenet" else {}
+        return torchvision.models.get_model(arch, weights=None, num_classes=classes, **extra), imagenet
+    model = timm.create_model(name, pretrained=False, num_classes=classes)
+    cfg = model.pretrained_cfg
+    return model, (cfg.get("mean", imagenet[0]), cfg.get("std", imagenet[1]))
+
 
 def parse_args(argv=None):
     """Parses the command line: the intra-op thread count."""
@@ -41,21 +79,21 @@ def parse_args(argv=None):
 
 
 class Runner:
-    """One timm model with its optimizer and a fixed batch, ready to time."""
+    """One PyTorch model with its optimizer and a fixed batch, ready to time."""
 
     def __init__(self, torch, timm, name, size, batch, classes):
-        """Builds `timm.create_model(name)` and its data.
+        """Builds the model `name` names (`build_model`) and its data.
 
         Args:
             torch: The torch module (imported by `main`, so this file imports without it).
             timm: The timm module.
-            name: A timm model name.
+            name: A timm model name, `"torchvision:NAME"` or `"torch:lenet5"`.
             size: Square input size in pixels.
             batch: Batch size.
             classes: Number of classes of the classifier.
         """
         self.torch = torch
-        self.model = timm.create_model(name, pretrained=False, num_classes=classes)
+        self.model, (mean, std) = build_model(torch, timm, name, classes)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
         generator = torch.Generator().manual_seed(0)
@@ -63,9 +101,8 @@ class Runner:
             memory_format=torch.channels_last)
         self.y = torch.randint(0, classes, (batch,), generator=generator)
         # x / 255, then (x - mean) / std, folded into one elementwise x * scale + shift.
-        cfg = self.model.pretrained_cfg
-        mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1)
-        std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1)
+        mean = torch.tensor(mean).view(1, 3, 1, 1)
+        std = torch.tensor(std).view(1, 3, 1, 1)
         self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
         # Counted as Keras counts: BatchNorm's moving mean and variance included.
         self.params = sum(p.numel() for p in self.model.parameters()) + sum(
@@ -76,9 +113,15 @@ class Runner:
         return self.torch.addcmul(self.shift, self.x, self.scale)
 
     def train_step(self):
-        """One SGD step; returns the loss."""
+        """One SGD step; returns the loss (auxiliary classifiers' losses weighted `AUX_LOSS_WEIGHT`)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.torch.nn.functional.cross_entropy(self.model(self.normalised()), self.y)
+        outputs = self.model(self.normalised())
+        cross_entropy = self.torch.nn.functional.cross_entropy
+        if isinstance(outputs, tuple):  # torchvision GoogLeNet in training: (logits, aux2, aux1)
+            main, *aux = outputs
+            loss = cross_entropy(main, self.y) + AUX_LOSS_WEIGHT * sum(cross_entropy(a, self.y) for a in aux)
+        else:
+            loss = cross_entropy(outputs, self.y)
         loss.backward()
         self.optimizer.step()
         return loss.item()
@@ -146,12 +189,19 @@ def main(argv=None):
     except ImportError as error:
         reply({"ready": False, "error": f"{sys.executable} cannot import torch/timm ({error})"})
         return 1
+    try:
+        import torchvision
+
+        torchvision_version = torchvision.__version__
+    except ImportError:
+        torchvision_version = None
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     reply({
         "ready": True,
         "torch": torch.__version__,
         "timm": timm.__version__,
+        "torchvision": torchvision_version,
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),

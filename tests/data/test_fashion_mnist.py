@@ -1,51 +1,19 @@
 """keras_cnn.data.fashion_mnist: the IDX parser on synthetic files, the table row, the SSL splits,
 and (when Debian's dataset-fashion-mnist is installed, as in CI) the real files."""
 
-import gzip
 import os
-import pathlib
 
 import numpy as np
 import pytest
+from conftest import fashion_mnist_idx as _idx
+from conftest import synthetic_fashion_mnist as _synthetic
+from conftest import write_fashion_mnist as _write
 
 from keras_cnn import data
 from keras_cnn.data import fashion_mnist
 
 REAL_DIR = fashion_mnist.DEFAULT_FASHION_MNIST_DIR
-NUM_TRAIN, NUM_TEST = 20, 10  # two training and one test image per class
-
-
-def _idx(array, magic):
-    header = int(magic).to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + np.asarray(array, np.uint8).tobytes()
-
-
-def _synthetic(count, offset):
-    """`count` 28x28 images with distinct known pixels, and labels cycling through 0..9."""
-    pixels = np.arange(28 * 28).reshape(28, 28)
-    images = np.stack([(pixels + 7 * (i + offset)) % 256 for i in range(count)]).astype(np.uint8)
-    return images, (np.arange(count) % 10).astype(np.uint8)
-
-
-def _write(directory, *, gz=True, num_train=NUM_TRAIN, num_test=NUM_TEST, replace=None):
-    """The four files in `directory`; `replace` maps a file stem to raw bytes written instead."""
-    directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    x_train, y_train = _synthetic(num_train, 0)
-    x_test, y_test = _synthetic(num_test, 1000)
-    contents = {
-        "train-images-idx3-ubyte": _idx(x_train, 2051),
-        "train-labels-idx1-ubyte": _idx(y_train, 2049),
-        "t10k-images-idx3-ubyte": _idx(x_test, 2051),
-        "t10k-labels-idx1-ubyte": _idx(y_test, 2049),
-    }
-    contents.update(replace or {})
-    for stem, payload in contents.items():
-        if gz:
-            (directory / f"{stem}.gz").write_bytes(gzip.compress(payload))
-        else:
-            (directory / stem).write_bytes(payload)
-    return (x_train, y_train), (x_test, y_test)
+NUM_TRAIN, NUM_TEST = 20, 10  # write_fashion_mnist's default: two training and one test image per class
 
 
 @pytest.fixture

@@ -285,11 +285,13 @@ def test_finetune_recipe_smoke(tmp_path):
     # standing in for the ImageNet one, which would need a download); its head is replaced.
     from keras_cnn.registry import create_model
 
-    pretrained = create_model("resnet50", classes=1000, input_shape=(32, 32, 3), stem_width=8,
+    # 64 px, so that stage 4 is 2x2: at 1x1 a training-mode BN over a batch of 2 has a degenerate
+    # gradient (tests/recipes/test_ssl_recipes.py, NARROW_RESNET).
+    pretrained = create_model("resnet50", classes=1000, input_shape=(64, 64, 3), stem_width=8,
                               planes=(8, 16, 32, 64))
     path = tmp_path / "pretrained.keras"
     pretrained.save(path)
-    cfg = _smoke_config("resnet50_finetune_cifar10", 32, {"backbone": str(path), "freeze_epochs": 1, "epochs": 2})
+    cfg = _smoke_config("resnet50_finetune_cifar10", 64, {"backbone": str(path), "freeze_epochs": 1, "epochs": 2})
     results = _run_smoke(cfg, tmp_path)
     _check_run(results, tmp_path, cfg)
     assert (tmp_path / "run" / "frozen_phase" / "phase.weights.h5").exists()

@@ -271,6 +271,10 @@ def test_timm_column_from_a_fake_worker(tool, tmp_path, capsys, monkeypatch):
             f"{train['ratio_timm_max']:.2f}] | {train['ratio_timm_cpu_time']:.2f} | {train['timm_mfu']:.1%} |"
             in markdown)
     assert "| tiny_twin | float32 | off | train | " in markdown and "| – | – | – |" in markdown
+    # The text table: unmeasured cells are dashes as wide as their column, so every line lines up.
+    text = tool.format_text(result["comparisons"]).splitlines()
+    assert len({len(line) for line in text}) == 1, text
+    assert "–" in text[-1]
 
 
 @pytest.mark.parametrize("case", ["no-torch", "missing python", "exits", "cannot import"])
@@ -341,3 +345,40 @@ def test_real_timm_side(tool, tmp_path, monkeypatch):
             assert positive_finite(row[key]), (key, row[key])
     markdown = out.with_suffix(".md").read_text()
     assert f"torch {torch['torch']}, timm {torch['timm']}" in markdown and "| MFU timm |" in markdown
+
+
+# The families timm has no model of, and the size each builds at in both frameworks.
+TORCH_ONLY = {"alexnet": 64, "googlenet": 64, "squeezenet": 64, "lenet5": 32}
+
+
+def torchvision_python():
+    """`torch_python()` if torchvision imports there too, else None."""
+    python = torch_python()
+    if python and subprocess.run([python, "-c", "import torchvision"], capture_output=True).returncode == 0:
+        return python
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", sorted(TORCH_ONLY))
+def test_real_torch_sides_of_the_families_timm_lacks(tool, tmp_path, model):
+    python = torchvision_python()
+    if python is None:
+        pytest.skip("KERAS_CNN_TORCH_PYTHON is not set to a python that imports torch, timm and torchvision")
+    import keras_cnn
+
+    pair = tool.PAIRS[model]
+    worker = tool.TorchWorker(python, threads=1)
+    try:
+        assert worker.info["torchvision"]
+        size = TORCH_ONLY[model]
+        reply = worker.request(cmd="build", key="k", timm=pair.timm, size=size, batch=2, classes=10)
+        # The same network: torchvision's (or the worker's LeNet-5) has the keras_cnn twin's
+        # parameters, BatchNorm statistics and GoogLeNet's auxiliary classifiers included.
+        twin = keras_cnn.create_model(pair.twin, input_shape=(size, size, 3), classes=10)
+        assert reply["params"] == twin.count_params()
+        for mode in ("train", "inference"):
+            times = worker.request(cmd="run", key="k", mode=mode, steps=1)
+            assert positive_finite(times["wall"]) and times["cpu"] >= 0
+    finally:
+        worker.close()
